@@ -1,0 +1,201 @@
+"""Data sets as tensors, split into train / validation / test, normalised, ready for the device.
+
+Nothing is downloaded:
+
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 1 channel), with a
+  fixed stratified split (:data:`DIGITS_TEST_SIZE` test images, ``n_val`` validation images).
+- ``synthetic``: a procedural, CIFAR-shaped 10-class problem (3 x S x S, S = 16 or 32), a pure
+  function of ``generator_seed`` (see :func:`synthetic_images`).
+- ``cifar10`` / ``cifar100``: read from a local folder by :mod:`harness.cifar`; the validation
+  split is the last ``n_val`` training images (official: 500).
+
+Images are standardised per channel with the training split's statistics.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.settings import DatasetSpec
+
+DIGITS_TEST_SIZE = 540  # 30% of 1,797, stratified
+_SPLIT_SEED = 0  # the digits split is part of the data set, not of a run: fixed forever
+
+
+@dataclass(frozen=True)
+class Split:
+    """Examples of one split.
+
+    Attributes
+    ----------
+    x : torch.Tensor, shape (N, C, H, W), float32
+    y : torch.Tensor, shape (N,), int64
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class Data:
+    """Train, validation and test splits of one data set, with its class count."""
+
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one example."""
+        return tuple(self.train.x.shape[1:])
+
+    def to(self, device: torch.device | str) -> "Data":
+        return Data(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes)
+
+
+def load(spec: DatasetSpec, data_root: str | None = None, device: torch.device | str = "cpu") -> Data:
+    """Load, split and standardise the data set ``spec`` names, then move it to ``device``.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+    data_root : str or None
+        Folder holding CIFAR in torchvision's layout (see :func:`harness.cifar.load_cifar`);
+        ignored by the embedded data sets.
+    device : torch.device or str
+
+    Returns
+    -------
+    Data
+    """
+    return _load_cpu(spec, None if data_root is None else str(data_root)).to(device)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cpu(spec: DatasetSpec, data_root: str | None) -> Data:
+    # Cached per process: every run of a setting, and every claim, reuses the same tensors.
+    if spec.name == "digits":
+        train_x, train_y, test_x, test_y = _digits()
+    elif spec.name == "synthetic":
+        x, y = synthetic_images(spec.n_train + spec.n_test, spec.image_size, spec.generator_seed)
+        train_x, train_y = x[: spec.n_train], y[: spec.n_train]
+        test_x, test_y = x[spec.n_train:], y[spec.n_train:]
+    else:
+        from harness.cifar import load_cifar
+
+        arrays = load_cifar(data_root, which=spec.name)
+        train_x, train_y = arrays.train_x.float() / 255.0, arrays.train_y
+        test_x, test_y = arrays.test_x.float() / 255.0, arrays.test_y
+    if spec.n_val >= len(train_y):
+        raise ValueError(f"DatasetSpec.n_val={spec.n_val} leaves no training data: the training set has "
+                         f"{len(train_y)} examples")
+    fit_x, fit_y = train_x[: len(train_y) - spec.n_val], train_y[: len(train_y) - spec.n_val]
+    val_x, val_y = train_x[len(train_y) - spec.n_val:], train_y[len(train_y) - spec.n_val:]
+    mean = fit_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = fit_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return ((x - mean) / std).contiguous()
+
+    return Data(Split(norm(fit_x), fit_y), Split(norm(val_x), val_y), Split(norm(test_x), test_y),
+                spec.num_classes)
+
+
+def _digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn digits in [0, 1], shape (N, 1, 8, 8): stratified train (val last) and test."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = torch.from_numpy((bunch.images / 16.0).astype(np.float32)).unsqueeze(1)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    idx_train, idx_test = train_test_split(
+        np.arange(len(y)), test_size=DIGITS_TEST_SIZE, stratify=bunch.target, random_state=_SPLIT_SEED)
+    # train_test_split returns shuffled indices, so the validation split that load() takes from
+    # their end is a random (approximately stratified) subset, not a block of one class.
+    return x[idx_train], y[idx_train], x[idx_test], y[idx_test]
+
+
+# ----------------------------------------------------------------------------------------------
+# The synthetic generator
+
+SYNTHETIC_CLASSES = 10
+# Difficulty knobs, tuned once (README, "Data") so that SmallCNN lands at 60-85% test accuracy on
+# 32x32: the strength of a second, distractor class pattern relative to the true one, and the
+# amplitude of smooth background noise.
+DISTRACTOR_MAX = 0.9
+NOISE_AMPLITUDE = 0.8
+_TEMPLATE_RES = 4  # templates are random fields at image_size/4, upsampled: low-frequency textures
+_NOISE_RES = 8
+
+
+def synthetic_images(n: int, image_size: int, generator_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generate ``n`` labelled images of the synthetic 10-class problem.
+
+    Each class has a colour texture (a random low-frequency field). An image of class ``y`` is its
+    texture, circularly shifted by a random offset, plus the texture of a random other class at a
+    random strength ``b ~ U(0, DISTRACTOR_MAX)`` and its own random shift, plus smooth noise, with
+    random per-channel gains. Images whose distractor is nearly as strong as the true texture are
+    intrinsically ambiguous, so accuracy stays well below 100% and independent runs can differ on
+    which of them they get right.
+
+    All randomness is drawn from one CPU generator in a fixed order, so the images depend only on
+    ``(n, image_size, generator_seed)``, on any device. The first examples of a larger ``n`` are
+    *not* the same as a smaller ``n``'s; settings fix ``n`` once.
+
+    Parameters
+    ----------
+    n : int
+    image_size : int
+        Side S; must be a multiple of 8.
+    generator_seed : int
+
+    Returns
+    -------
+    x : torch.Tensor, shape (n, 3, S, S), float32, unnormalised
+    y : torch.Tensor, shape (n,), int64, balanced over the 10 classes
+    """
+    if image_size % _NOISE_RES or image_size < _NOISE_RES:
+        raise ValueError(f"image_size={image_size} is invalid: expected a multiple of {_NOISE_RES}")
+    if n < 1:
+        raise ValueError(f"n={n} is invalid: expected a positive number of images")
+    g = torch.Generator().manual_seed(generator_seed)
+    s, c = image_size, SYNTHETIC_CLASSES
+    coarse = torch.randn(c, 3, s // _TEMPLATE_RES, s // _TEMPLATE_RES, generator=g)
+    templates = F.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=False)
+    templates = (templates - templates.mean(dim=(1, 2, 3), keepdim=True)) / templates.std(
+        dim=(1, 2, 3), keepdim=True)
+
+    y = torch.arange(n) % c
+    y = y[torch.randperm(n, generator=g)]
+    other = (y + torch.randint(1, c, (n,), generator=g)) % c
+    strength = DISTRACTOR_MAX * torch.rand(n, generator=g)
+    shifts = torch.randint(0, s, (n, 4), generator=g)
+    gains = 0.7 + 0.6 * torch.rand(n, 3, 1, 1, generator=g)
+    noise = torch.randn(n, 3, _NOISE_RES, _NOISE_RES, generator=g)
+
+    x = _roll(templates[y], shifts[:, 0], shifts[:, 1])
+    x += strength.view(n, 1, 1, 1) * _roll(templates[other], shifts[:, 2], shifts[:, 3])
+    x += NOISE_AMPLITUDE * F.interpolate(noise, size=(s, s), mode="bilinear", align_corners=False)
+    return (gains * x).contiguous(), y
+
+
+def _roll(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Circularly shift each image by its own offset: out[i, :, h, w] = images[i, :, h+dy, w+dx]."""
+    n, ch, s, _ = images.shape
+    rows = (torch.arange(s) + dy[:, None]) % s  # (n, S)
+    cols = (torch.arange(s) + dx[:, None]) % s
+    out = images.gather(2, rows.view(n, 1, s, 1).expand(n, ch, s, s))
+    return out.gather(3, cols.view(n, 1, 1, s).expand(n, ch, s, s))

@@ -1,0 +1,302 @@
+"""Named experimental settings: dataset + model + recipe + tier + default seeds.
+
+A setting is a frozen, validated description of *what* to train. The run store keys its cache on
+:func:`Setting.cache_key`, a hash of the dataset, model and recipe (plus :data:`STORE_VERSION`), so
+two settings that describe the same experiment share their runs, and neither the setting's name,
+its tier nor the seed changes the key (seeds are folders inside the key).
+
+Examples
+--------
+>>> from harness import settings
+>>> s = settings.get("digits-mlp")
+>>> s.tier, s.recipe.epochs
+('smoke', 16)
+>>> settings.names("smoke")
+('digits-mlp', 'synthetic16-cnn')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Bump when the on-disk run format or the training loop changes what a key means: old entries
+# then simply miss and are retrained, never misread.
+STORE_VERSION = 1
+
+DATASETS = ("digits", "synthetic", "cifar10", "cifar100")
+MODELS = ("mlp", "small_cnn", "medium_cnn", "resnet20")
+NORMS = ("batch", "group", "layer", "none")
+INITS = ("glorot", "torch")
+TIERS = ("smoke", "slow", "gpu")
+
+# Classes per dataset; the synthetic generator is CIFAR-10-shaped.
+NUM_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
+
+
+def _fail(owner: str, name: str, value: object, allowed: str) -> None:
+    raise ValueError(f"{owner}.{name}={value!r} is invalid: expected {allowed}")
+
+
+def _check_choice(owner: str, name: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        _fail(owner, name, value, f"one of {choices}")
+
+
+def _check_int(owner: str, name: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        _fail(owner, name, value, f"an int >= {low}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which data, and how it is split.
+
+    Parameters
+    ----------
+    name : {"digits", "synthetic", "cifar10", "cifar100"}
+    image_size : int
+        Side of the square images. digits: 8; cifar: 32; synthetic: 16 or 32.
+    n_train, n_test : int or None
+        Synthetic only: examples generated for training (validation included) and test.
+        None for the fixed-size real data sets.
+    n_val : int
+        Examples held out from the end of the training set for validation (official: 500).
+    generator_seed : int
+        Synthetic only: seed of the data *generator*, fixed per setting so every run sees the
+        same data set. It is not the run's data-order seed.
+    """
+
+    name: str
+    image_size: int
+    n_train: int | None = None
+    n_test: int | None = None
+    n_val: int = 500
+    generator_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("DatasetSpec", "name", self.name, DATASETS)
+        sizes = {"digits": (8,), "cifar10": (32,), "cifar100": (32,), "synthetic": (16, 32)}
+        _check_choice("DatasetSpec", "image_size", self.image_size, sizes[self.name])
+        _check_int("DatasetSpec", "n_val", self.n_val, 0)
+        _check_int("DatasetSpec", "generator_seed", self.generator_seed, 0)
+        if self.name == "synthetic":
+            _check_int("DatasetSpec", "n_train", self.n_train, self.n_val + 1)
+            _check_int("DatasetSpec", "n_test", self.n_test, 1)
+        else:
+            for attr in ("n_train", "n_test"):
+                if getattr(self, attr) is not None:
+                    _fail("DatasetSpec", attr, getattr(self, attr), f"None for the fixed-size {self.name!r} data set")
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.name]
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.name == "digits" else 3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture.
+
+    Parameters
+    ----------
+    name : {"mlp", "small_cnn", "medium_cnn", "resnet20"}
+    widths : tuple of int
+        Hidden units per layer (mlp), channels per conv (CNNs), or channels per stage (resnet20).
+    dropout : float
+        Dropout after each conv (official CNNs: 0.1) or hidden layer; 0 disables it.
+    norm : {"batch", "group", "layer", "none"}
+        resnet20 normalisation. The CNNs and the MLP have none, as in the official code.
+    init : {"glorot", "torch"}
+        "glorot": Glorot-uniform weights and zero biases (the official Keras default);
+        "torch": PyTorch's default initialisation.
+    """
+
+    name: str
+    widths: tuple[int, ...]
+    dropout: float = 0.0
+    norm: str = "none"
+    init: str = "glorot"
+
+    def __post_init__(self) -> None:
+        _check_choice("ModelSpec", "name", self.name, MODELS)
+        if not isinstance(self.widths, tuple) or not self.widths or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in self.widths
+        ):
+            _fail("ModelSpec", "widths", self.widths, "a non-empty tuple of positive ints")
+        if self.name == "resnet20" and len(self.widths) != 3:
+            _fail("ModelSpec", "widths", self.widths, "3 stage widths for resnet20, e.g. (16, 32, 64)")
+        if self.name in ("small_cnn", "medium_cnn") and len(self.widths) > 5:
+            _fail("ModelSpec", "widths", self.widths, "at most 5 conv layers (each halves the image)")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            _fail("ModelSpec", "dropout", self.dropout, "a float in [0, 1)")
+        _check_choice("ModelSpec", "norm", self.norm, NORMS)
+        if self.name != "resnet20" and self.norm != "none":
+            _fail("ModelSpec", "norm", self.norm, f"'none' for {self.name} (only resnet20 has normalisation)")
+        _check_choice("ModelSpec", "init", self.init, INITS)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the official recipe is Adam, lr 1.6e-3 halved every 10 epochs, batch 128.
+
+    Parameters
+    ----------
+    epochs : int
+        Training epochs E; checkpoints are numbered 0 (initialisation) to E.
+    batch_size : int
+    lr : float
+        Adam learning rate.
+    lr_halving_every : int or None
+        Halve the learning rate every this many epochs; None keeps it constant.
+    weight_epochs : "all" or tuple of int
+        Epochs whose full weights are kept. Probabilities on the evaluation split are kept for
+        every epoch regardless; weights cost memory and disk, so large settings keep fewer.
+    """
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 1.6e-3
+    lr_halving_every: int | None = 10
+    weight_epochs: Literal["all"] | tuple[int, ...] = "all"
+
+    def __post_init__(self) -> None:
+        _check_int("Recipe", "epochs", self.epochs, 1)
+        _check_int("Recipe", "batch_size", self.batch_size, 1)
+        if not (isinstance(self.lr, (int, float)) and 0.0 < self.lr < 1.0):
+            _fail("Recipe", "lr", self.lr, "a float in (0, 1)")
+        if self.lr_halving_every is not None:
+            _check_int("Recipe", "lr_halving_every", self.lr_halving_every, 1)
+        if self.weight_epochs != "all":
+            ok = isinstance(self.weight_epochs, tuple) and all(
+                isinstance(e, int) and 0 <= e <= self.epochs for e in self.weight_epochs
+            )
+            if not ok or list(self.weight_epochs) != sorted(set(self.weight_epochs)):
+                _fail("Recipe", "weight_epochs", self.weight_epochs,
+                      f"'all' or a sorted tuple of distinct epochs in 0..{self.epochs}")
+
+    @property
+    def saved_epochs(self) -> tuple[int, ...]:
+        """Epochs whose weights a run keeps, in order."""
+        return tuple(range(self.epochs + 1)) if self.weight_epochs == "all" else self.weight_epochs
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A named experiment: what to train, at which tier, with how many seeds by default.
+
+    Parameters
+    ----------
+    name : str
+    tier : {"smoke", "slow", "gpu"}
+    dataset : DatasetSpec
+    model : ModelSpec
+    recipe : Recipe
+    n_seeds : int
+        Runs a claim uses by default (seeds 0..n_seeds-1); ``--seeds`` overrides it.
+    """
+
+    name: str
+    tier: str
+    dataset: DatasetSpec
+    model: ModelSpec
+    recipe: Recipe
+    n_seeds: int = 5
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            _fail("Setting", "name", self.name, "a non-empty string")
+        _check_choice("Setting", "tier", self.tier, TIERS)
+        _check_int("Setting", "n_seeds", self.n_seeds, 2)
+
+    def spec(self) -> dict:
+        """The part of the setting that determines the runs (no name, tier or seeds)."""
+        return {
+            "dataset": dataclasses.asdict(self.dataset),
+            "model": dataclasses.asdict(self.model),
+            "recipe": dataclasses.asdict(self.recipe),
+        }
+
+    def cache_key(self) -> str:
+        """Stable key: sha256 of the spec's canonical JSON and the store version (16 hex digits)."""
+        payload = json.dumps({"store_version": STORE_VERSION, **self.spec()}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> "Setting":
+        """A copy with fields changed (``recipe=...``); validation runs again."""
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry. Paper-scale settings follow the official code (CLAIMS.md); smoke settings are
+# scale-downs that keep the recipe's shape: Adam 1.6e-3, lr halved four times over the run.
+
+_SMALL_CNN = ModelSpec("small_cnn", (16, 32, 32), dropout=0.1)
+_MEDIUM_CNN = ModelSpec("medium_cnn", (64, 128, 256, 256), dropout=0.1)
+_RESNET20 = ModelSpec("resnet20", (16, 32, 64), norm="batch")
+# Official recipes: SmallCNN 10 epochs (the W&B report used 40), MediumCNN 40; ResNet20 as
+# MediumCNN. Full weights for every epoch: 41 x 0.97M floats = 160 MB per MediumCNN run.
+_SMALL_RECIPE = Recipe(epochs=10)
+_MEDIUM_RECIPE = Recipe(epochs=40)
+
+_REGISTRY: dict[str, Setting] = {}
+
+
+def _register(setting: Setting) -> None:
+    if setting.name in _REGISTRY:
+        raise ValueError(f"setting {setting.name!r} is registered twice")
+    _REGISTRY[setting.name] = setting
+
+
+_register(Setting(
+    "digits-mlp", "smoke",
+    DatasetSpec("digits", 8, n_val=200),
+    ModelSpec("mlp", (64, 64)),
+    Recipe(epochs=16, batch_size=64, lr_halving_every=4),
+    description="scikit-learn digits (8x8), 2x64 MLP, 16 epochs",
+))
+_register(Setting(
+    "synthetic16-cnn", "smoke",
+    DatasetSpec("synthetic", 16, n_train=3000, n_test=1000, n_val=500),
+    ModelSpec("small_cnn", (16, 32, 32), dropout=0.1),
+    Recipe(epochs=8, lr_halving_every=2),
+    description="synthetic 3x16x16, SmallCNN (16,32,32), 8 epochs",
+))
+for _data_name, _data in (
+    ("cifar10", DatasetSpec("cifar10", 32)),
+    ("synthetic32", DatasetSpec("synthetic", 32, n_train=50_000, n_test=10_000)),
+):
+    _register(Setting(f"{_data_name}-smallcnn", "gpu", _data, _SMALL_CNN, _SMALL_RECIPE, n_seeds=10,
+                      description=f"{_data_name}, SmallCNN (16,32,32), official recipe, 10 epochs"))
+    _register(Setting(f"{_data_name}-mediumcnn", "gpu", _data, _MEDIUM_CNN, _MEDIUM_RECIPE, n_seeds=10,
+                      description=f"{_data_name}, MediumCNN (64,128,256,256), official recipe, 40 epochs"))
+    _register(Setting(f"{_data_name}-resnet20", "gpu", _data, _RESNET20, _MEDIUM_RECIPE, n_seeds=10,
+                      description=f"{_data_name}, ResNet20v1 (BatchNorm), Adam recipe, 40 epochs"))
+
+
+def get(name: str) -> Setting:
+    """The registered setting called ``name``.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name; the message lists the known ones.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown setting {name!r}; known settings: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def names(tier: str | None = None) -> tuple[str, ...]:
+    """Names of the registered settings, optionally of one tier, in registration order."""
+    if tier is not None:
+        _check_choice("names", "tier", tier, TIERS)
+    return tuple(n for n, s in _REGISTRY.items() if tier is None or s.tier == tier)

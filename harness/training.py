@@ -1,0 +1,244 @@
+"""Train one run of a setting and return its trajectory.
+
+A :class:`Run` holds, for one seed, the weights at the recipe's saved epochs (epoch 0 is the
+initialisation), the softmax probabilities on the evaluation split after every epoch, the
+per-epoch training loss and accuracy, and timings. :func:`train` is the only producer; the run
+store (``harness.store``) persists and reloads runs bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from harness import data as data_lib
+from harness.data import Data
+from harness.models import build
+from harness.settings import Setting
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the run is unusable and is never stored."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained trajectory.
+
+    Attributes
+    ----------
+    setting_key : str
+        ``Setting.cache_key()`` of the setting the run belongs to.
+    seed, init_seed, data_seed : int
+        The run's seed, and the seeds of the initialisation and of the data order / dropout.
+    weights : dict[int, dict[str, torch.Tensor]]
+        Epoch -> the model's ``state_dict`` at the end of that epoch (CPU, float32), for the
+        recipe's saved epochs in increasing order; epoch 0 is the initialisation.
+    eval_probs : torch.Tensor, shape (E + 1, N, C), float32
+        Softmax outputs on the evaluation split after each epoch 0..E, in eval mode.
+    eval_labels : torch.Tensor, shape (N,), int64
+    train_loss, train_acc : torch.Tensor, shape (E,), float64
+        Mean training loss and accuracy over each epoch's batches (train mode).
+    meta : dict
+        JSON-able provenance: device, versions, timings in seconds.
+    """
+
+    setting_key: str
+    seed: int
+    init_seed: int
+    data_seed: int
+    weights: dict[int, dict[str, torch.Tensor]]
+    eval_probs: torch.Tensor
+    eval_labels: torch.Tensor
+    train_loss: torch.Tensor
+    train_acc: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> tuple[int, ...]:
+        """Epochs with saved weights, increasing."""
+        return tuple(sorted(self.weights))
+
+    @property
+    def eval_acc(self) -> torch.Tensor:
+        """Accuracy on the evaluation split after each epoch 0..E, shape (E + 1,), float64."""
+        return (self.eval_probs.argmax(-1) == self.eval_labels).double().mean(-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} is invalid: CUDA is not available on this machine; use 'cpu'")
+    return device
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """A 63-bit seed for one named random stream of a run ("init", "order", "dropout").
+
+    Separate streams keep, e.g., the dropout masks from reusing the random numbers that drew the
+    initial weights when ``init_seed == data_seed``.
+    """
+    digest = hashlib.sha256(f"{seed}/{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def train(
+    setting: Setting,
+    seed: int,
+    *,
+    init_seed: int | None = None,
+    data_seed: int | None = None,
+    device: str | torch.device = "auto",
+    data: Data | None = None,
+    data_root: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Run:
+    """Train one run of ``setting`` and return its trajectory.
+
+    Parameters
+    ----------
+    setting : Setting
+    seed : int
+        The run's seed; ``init_seed`` (initial weights) and ``data_seed`` (data order and dropout)
+        default to it.
+    device : str or torch.device
+        "auto" picks CUDA when available.
+    data : Data, optional
+        Pre-loaded data (moved to ``device``); loaded from ``setting.dataset`` when None.
+    data_root : str, optional
+        Where CIFAR lives, when ``data`` is None.
+    progress : callable, optional
+        Receives one line per finished run (time, accuracy), and a line per epoch while an epoch
+        line has not been printed for :data:`PROGRESS_EVERY_S` seconds.
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    DivergedError
+        When an epoch's training loss is NaN or infinite.
+    """
+    init_seed = seed if init_seed is None else init_seed
+    data_seed = seed if data_seed is None else data_seed
+    for name, value in (("seed", seed), ("init_seed", init_seed), ("data_seed", data_seed)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name}={value!r} is invalid: expected a non-negative int")
+    device = resolve_device(device)
+    data = (data_lib.load(setting.dataset, data_root) if data is None else data).to(device)
+    recipe = setting.recipe
+    channels, size, _ = data.input_shape
+    t_start = time.perf_counter()
+
+    # fork_rng: the global RNG drives init and dropout; the caller's RNG state is left untouched.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(derive_seed(init_seed, "init"))
+        model = build(setting.model, channels, size, data.num_classes).to(device)
+        torch.manual_seed(derive_seed(data_seed, "dropout"))
+        order = torch.Generator().manual_seed(derive_seed(data_seed, "order"))
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+
+        saved = set(recipe.saved_epochs)
+        weights = {0: _snapshot(model)} if 0 in saved else {}
+        probs = [predict_proba(model, data.test.x)]
+        train_loss, train_acc = [], []
+        eval_seconds = time.perf_counter() - t_start
+        n = len(data.train)
+        last_line = time.perf_counter()
+        for epoch in range(1, recipe.epochs + 1):
+            # ---- learning-rate schedule: halve every `lr_halving_every` epochs (official) ----
+            halvings = 0 if recipe.lr_halving_every is None else (epoch - 1) // recipe.lr_halving_every
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * 0.5**halvings
+
+            # ---- one epoch over a fresh permutation; the data already lives on the device ----
+            model.train()
+            perm = torch.randperm(n, generator=order).to(device)
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            for start in range(0, n, recipe.batch_size):
+                idx = perm[start:start + recipe.batch_size]
+                xb, yb = data.train.x[idx], data.train.y[idx]
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                # Accumulate on the device: no host sync per step. A NaN persists to the epoch's
+                # sum, so checking once per epoch still catches divergence.
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == yb).sum()
+            mean_loss = loss_sum.item() / n
+            if not math.isfinite(mean_loss):
+                raise DivergedError(f"{setting.name} seed={seed}: training loss is {mean_loss} in epoch {epoch} "
+                                    f"(lr {recipe.lr * 0.5**halvings:g}); the run is discarded")
+            train_loss.append(mean_loss)
+            train_acc.append(correct.item() / n)
+
+            # ---- evaluate (eval mode: no dropout) and keep the recipe's checkpoints ----
+            t_eval = time.perf_counter()
+            probs.append(predict_proba(model, data.test.x))
+            if epoch in saved:
+                weights[epoch] = _snapshot(model)
+            eval_seconds += time.perf_counter() - t_eval
+            if progress is not None and time.perf_counter() - last_line > PROGRESS_EVERY_S:
+                acc = (probs[-1].argmax(1) == data.test.y.cpu()).double().mean().item()
+                progress(f"{setting.name} seed={seed} epoch {epoch}/{recipe.epochs}: "
+                         f"loss {mean_loss:.3f}, test acc {acc:.3f}")
+                last_line = time.perf_counter()
+
+    total = time.perf_counter() - t_start
+    run = Run(
+        setting_key=setting.cache_key(), seed=seed, init_seed=init_seed, data_seed=data_seed,
+        weights=weights, eval_probs=torch.stack(probs), eval_labels=data.test.y.cpu(),
+        train_loss=torch.tensor(train_loss, dtype=torch.float64),
+        train_acc=torch.tensor(train_acc, dtype=torch.float64),
+        meta={"setting": setting.name, "device": str(device), "torch_threads": torch.get_num_threads(),
+              "total_seconds": total, "eval_seconds": eval_seconds},
+    )
+    if progress is not None:
+        progress(f"{setting.name} seed={seed}: {recipe.epochs} epochs in {total:.1f}s on {device}, "
+                 f"test acc {run.eval_acc[-1].item():.3f}")
+    return run
+
+
+PROGRESS_EVERY_S = 10.0
+EVAL_BATCH = 4096  # large batches: evaluation is a fixed cost every epoch
+
+
+@torch.inference_mode()
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Softmax outputs of ``model`` in eval mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : torch.Tensor, shape (N, ...)
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C), float32, on the CPU
+    """
+    was_training = model.training
+    model.eval()
+    out = torch.cat([F.softmax(model(x[i:i + batch_size]).float(), dim=1) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out.cpu()
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -1,0 +1,76 @@
+import dataclasses
+
+import pytest
+
+from harness import settings
+from harness.settings import DatasetSpec, ModelSpec, Recipe, Setting
+
+
+def test_registry_has_the_tiers_the_issue_names():
+    assert settings.names("smoke") == ("digits-mlp", "synthetic16-cnn")
+    assert set(settings.names("gpu")) == {
+        f"{d}-{m}" for d in ("cifar10", "synthetic32") for m in ("smallcnn", "mediumcnn", "resnet20")}
+    assert all(settings.get(n).tier == "gpu" for n in settings.names("gpu"))
+
+
+def test_unknown_setting_lists_known_ones():
+    with pytest.raises(KeyError, match=r"unknown setting 'nope'; known settings: .*digits-mlp.*synthetic16-cnn"):
+        settings.get("nope")
+
+
+def test_unknown_tier_is_rejected():
+    with pytest.raises(ValueError, match=r"names.tier='fast' is invalid: expected one of"):
+        settings.names("fast")
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: DatasetSpec("mnist", 28), r"DatasetSpec.name='mnist' is invalid: expected one of \('digits'"),
+    (lambda: DatasetSpec("synthetic", 24, n_train=10, n_test=5), r"DatasetSpec.image_size=24 .* one of \(16, 32\)"),
+    (lambda: DatasetSpec("synthetic", 16, n_train=100, n_test=10, n_val=200), r"DatasetSpec.n_train=100 .* >= 201"),
+    (lambda: DatasetSpec("digits", 8, n_train=5), r"DatasetSpec.n_train=5 .* None for the fixed-size 'digits'"),
+    (lambda: ModelSpec("vgg", (8,)), r"ModelSpec.name='vgg' is invalid"),
+    (lambda: ModelSpec("mlp", ()), r"ModelSpec.widths=\(\) .* non-empty tuple of positive ints"),
+    (lambda: ModelSpec("mlp", [64]), r"ModelSpec.widths=\[64\] .* tuple"),
+    (lambda: ModelSpec("resnet20", (16, 32)), r"3 stage widths for resnet20"),
+    (lambda: ModelSpec("mlp", (8,), dropout=1.0), r"ModelSpec.dropout=1.0 .* \[0, 1\)"),
+    (lambda: ModelSpec("mlp", (8,), norm="batch"), r"ModelSpec.norm='batch' .* \(only resnet20"),
+    (lambda: ModelSpec("resnet20", (16, 32, 64), norm="weird"), r"ModelSpec.norm='weird'"),
+    (lambda: ModelSpec("mlp", (8,), init="he"), r"ModelSpec.init='he'"),
+    (lambda: Recipe(epochs=0), r"Recipe.epochs=0 is invalid: expected an int >= 1"),
+    (lambda: Recipe(epochs=3, lr=2.0), r"Recipe.lr=2.0 .* \(0, 1\)"),
+    (lambda: Recipe(epochs=3, lr_halving_every=0), r"Recipe.lr_halving_every=0"),
+    (lambda: Recipe(epochs=3, weight_epochs=(0, 5)), r"Recipe.weight_epochs=\(0, 5\) .* epochs in 0..3"),
+    (lambda: Recipe(epochs=3, weight_epochs=(2, 1)), r"sorted tuple of distinct epochs"),
+    (lambda: settings.get("digits-mlp").replace(tier="nightly"), r"Setting.tier='nightly'"),
+    (lambda: settings.get("digits-mlp").replace(n_seeds=1), r"Setting.n_seeds=1 is invalid: expected an int >= 2"),
+])
+def test_invalid_fields_name_field_value_and_allowed(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_settings_are_frozen():
+    s = settings.get("digits-mlp")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.recipe.epochs = 3
+
+
+def test_saved_epochs():
+    assert Recipe(epochs=3).saved_epochs == (0, 1, 2, 3)
+    assert Recipe(epochs=40, weight_epochs=(0, 30, 40)).saved_epochs == (0, 30, 40)
+
+
+def test_cache_key_is_stable_across_processes_and_versions():
+    # A golden value: if this changes, every cached run is orphaned. Change it only together with
+    # STORE_VERSION or a deliberate change of what a run means.
+    s = Setting("x", "smoke", DatasetSpec("digits", 8, n_val=200), ModelSpec("mlp", (64, 64)), Recipe(epochs=16))
+    assert s.cache_key() == "5cc2690c56934cc7"
+
+
+def test_cache_key_ignores_name_tier_seeds_and_tracks_the_spec():
+    s = settings.get("digits-mlp")
+    assert s.replace(name="other", tier="slow", n_seeds=9, description="x").cache_key() == s.cache_key()
+    assert s.replace(recipe=dataclasses.replace(s.recipe, lr=1e-3)).cache_key() != s.cache_key()
+    assert s.replace(model=dataclasses.replace(s.model, init="torch")).cache_key() != s.cache_key()
+    keys = {settings.get(n).cache_key() for n in settings.names()}
+    assert len(keys) == len(settings.names())

@@ -1,0 +1,123 @@
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import settings
+from harness.data import Data, Split
+from harness.settings import Recipe
+from harness.training import DivergedError, derive_seed, resolve_device, train
+
+ROOT = Path(__file__).resolve().parents[1]
+# digits-mlp shortened: the loop's behaviour, not its accuracy, is under test here.
+SHORT = settings.get("digits-mlp").replace(recipe=Recipe(epochs=3, batch_size=64, lr_halving_every=2))
+
+
+def weights_digest(run) -> str:
+    h = hashlib.sha256()
+    for epoch, state in run.weights.items():
+        for name, tensor in state.items():
+            h.update(f"{epoch}/{name}".encode())
+            h.update(tensor.numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def run():
+    return train(SHORT, 0, device="cpu")
+
+
+def test_run_holds_the_whole_trajectory(run):
+    assert run.epochs == (0, 1, 2, 3)
+    assert run.eval_probs.shape == (4, 540, 10) and run.eval_probs.dtype == torch.float32
+    torch.testing.assert_close(run.eval_probs.sum(-1), torch.ones(4, 540))
+    assert run.eval_labels.shape == (540,) and run.eval_labels.dtype == torch.int64
+    assert run.train_loss.shape == run.train_acc.shape == (3,)
+    assert run.seed == run.init_seed == run.data_seed == 0
+    assert run.setting_key == SHORT.cache_key()
+    assert run.meta["total_seconds"] > 0 and run.meta["device"] == "cpu"
+
+
+def test_training_learns(run):
+    assert run.eval_acc[0] < 0.3 < 0.8 < run.eval_acc[-1]
+    assert run.train_loss[-1] < run.train_loss[0]
+
+
+def test_only_the_recipes_weight_epochs_are_kept():
+    recipe = Recipe(epochs=3, batch_size=64, weight_epochs=(0, 3))
+    kept = train(SHORT.replace(recipe=recipe), 0, device="cpu")
+    assert kept.epochs == (0, 3)
+    assert kept.eval_probs.shape[0] == 4  # probabilities are kept for every epoch regardless
+
+
+def test_same_seed_is_bitwise_identical_in_two_processes(run):
+    code = ("import sys; sys.path.insert(0, 'tests'); from test_training import SHORT, train, weights_digest; "
+            "print(weights_digest(train(SHORT, 0, device='cpu')))")
+    digests = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip() for _ in range(2)}
+    assert digests == {weights_digest(run)}
+
+
+def test_init_and_data_order_seeds_are_separate(run):
+    same_init = train(SHORT, 0, data_seed=1, device="cpu")
+    same_order = train(SHORT, 0, init_seed=1, device="cpu")
+    first = next(iter(run.weights[0]))
+    assert torch.equal(same_init.weights[0][first], run.weights[0][first])
+    assert not torch.equal(same_init.weights[1][first], run.weights[1][first])
+    assert not torch.equal(same_order.weights[0][first], run.weights[0][first])
+    assert (same_init.init_seed, same_init.data_seed) == (0, 1)
+
+
+def test_streams_get_distinct_seeds():
+    assert len({derive_seed(0, s) for s in ("init", "order", "dropout")}) == 3
+    assert derive_seed(0, "init") != derive_seed(1, "init")
+
+
+def test_callers_random_state_is_left_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    train(SHORT, 1, device="cpu")
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_evaluation_is_in_eval_mode_so_dropout_does_not_change_probabilities():
+    with_dropout = SHORT.replace(model=SHORT.model.__class__("mlp", (64, 64), dropout=0.5))
+    a, b = train(with_dropout, 0, device="cpu"), train(with_dropout, 0, device="cpu")
+    assert torch.equal(a.eval_probs, b.eval_probs)
+
+
+def test_non_finite_loss_raises_a_named_error():
+    from harness.data import load
+
+    clean = load(SHORT.dataset)
+    x = clean.train.x.clone()
+    x[5] = float("nan")
+    poisoned = Data(Split(x, clean.train.y), clean.val, clean.test, clean.num_classes)
+    with pytest.raises(DivergedError, match=r"digits-mlp seed=0: training loss is nan in epoch 1"):
+        train(SHORT, 0, device="cpu", data=poisoned)
+
+
+def test_progress_reports_each_finished_run():
+    lines = []
+    train(SHORT, 2, device="cpu", progress=lines.append)
+    assert len(lines) == 1
+    assert lines[0].startswith("digits-mlp seed=2: 3 epochs in ") and "test acc 0." in lines[0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": -1}, r"seed=-1 is invalid: expected a non-negative int"),
+    ({"seed": 0, "init_seed": 1.5}, r"init_seed=1.5 is invalid"),
+])
+def test_bad_seeds(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train(SHORT, device="cpu", **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"device='cuda' is invalid: CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
