@@ -96,9 +96,9 @@ class Criterion:
 
     def describe(self) -> str:
         compared = "" if self.ci is None else (
-            f" [{'lower' if self.direction == '>=' else 'upper'} {self.level:.0%} bound {self.value:.4g}]")
-        return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.estimate:.4g}{compared} "
-                f"{self.direction} {self.threshold:.4g}")
+            f" [{'lower' if self.direction == '>=' else 'upper'} {self.level:.0%} bound {self.value:.5g}]")
+        return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.estimate:.5g}{compared} "
+                f"{self.direction} {self.threshold:.5g}")
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def verdict_rows(records: list[dict]) -> list[tuple[str, ...]]:
             continue
         main = ev["criteria"][0]
         rows.append((ev["claim"], ev["setting"],
-                     f"{main['name']} {main['value']:.4g} {main['direction']} {main['threshold']:.4g}",
+                     f"{main['name']} {main['value']:.5g} {main['direction']} {main['threshold']:.5g}",
                      ev["verdict"], rec["outcome"]))
     return rows
 

@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine (Python >= 3.11 on PATH as python3):
+#   make claims   smoke claims + verdict table + report folder (reports/out/<UTC time>/, reports/out/latest)
+#   make test     the default test suite (unit, property and smoke-claim tests)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REPORT_DIR := reports/out/$(shell date -u +%Y%m%dT%H%M%SZ)
+
+.PHONY: test claims bench install
+
+install: $(STAMP)
+
+# Re-install when the dependency files change. constraints.txt pins the tested versions
+# (torch's CPU build among them).
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+claims: $(STAMP)
+	@mkdir -p $(REPORT_DIR)
+	$(BIN)/python -m pytest claims/ -m smoke --report-dir $(REPORT_DIR); status=$$?; \
+		ln -sfn $(notdir $(REPORT_DIR)) reports/out/latest; exit $$status
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks/ --benchmark-only --benchmark-columns=min,median,max,rounds
