@@ -51,7 +51,7 @@ def test_training_loop(benchmark, name, loop):
     data = data_lib.load(setting.dataset)
     benchmark.group = f"train {name} ({setting.recipe.epochs} epochs)"
     if loop == "bare":
-        benchmark.pedantic(bare_loop, args=(setting, data), rounds=3, warmup_rounds=1)
+        benchmark.pedantic(bare_loop, args=(setting, data), rounds=5, warmup_rounds=1)
     else:
-        benchmark.pedantic(train, args=(setting, 0), kwargs={"device": "cpu", "data": data}, rounds=3,
+        benchmark.pedantic(train, args=(setting, 0), kwargs={"device": "cpu", "data": data}, rounds=5,
                            warmup_rounds=1)

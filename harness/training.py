@@ -158,6 +158,8 @@ def train(
         train_loss, train_acc = [], []
         eval_seconds = time.perf_counter() - t_start
         n = len(data.train)
+        batch_sizes = torch.tensor([min(recipe.batch_size, n - s) for s in range(0, n, recipe.batch_size)],
+                                   dtype=torch.float64, device=device)
         last_line = time.perf_counter()
         for epoch in range(1, recipe.epochs + 1):
             # ---- learning-rate schedule: halve every `lr_halving_every` epochs (official) ----
@@ -168,26 +170,25 @@ def train(
             # ---- one epoch over a fresh permutation; the data already lives on the device ----
             model.train()
             perm = torch.randperm(n, generator=order).to(device)
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            correct = torch.zeros((), device=device, dtype=torch.int64)
+            step_loss, step_logits = [], []
             for start in range(0, n, recipe.batch_size):
                 idx = perm[start:start + recipe.batch_size]
-                xb, yb = data.train.x[idx], data.train.y[idx]
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                logits = model(data.train.x[idx])
+                loss = F.cross_entropy(logits, data.train.y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                # Accumulate on the device: no host sync per step. A NaN persists to the epoch's
-                # sum, so checking once per epoch still catches divergence.
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.argmax(1) == yb).sum()
-            mean_loss = loss_sum.item() / n
+                # Keep references only: one reduction per epoch instead of small ops (and host
+                # syncs) every step. A NaN persists to the epoch's mean, so it is still caught.
+                step_loss.append(loss.detach())
+                step_logits.append(logits.detach())
+            mean_loss = (torch.stack(step_loss).double() * batch_sizes).sum().item() / n
             if not math.isfinite(mean_loss):
                 raise DivergedError(f"{setting.name} seed={seed}: training loss is {mean_loss} in epoch {epoch} "
                                     f"(lr {recipe.lr * 0.5**halvings:g}); the run is discarded")
+            correct = (torch.cat(step_logits).argmax(1) == data.train.y[perm]).sum().item()
             train_loss.append(mean_loss)
-            train_acc.append(correct.item() / n)
+            train_acc.append(correct / n)
 
             # ---- evaluate (eval mode: no dropout) and keep the recipe's checkpoints ----
             t_eval = time.perf_counter()
