@@ -136,6 +136,8 @@ class ModelSpec:
             _fail("ModelSpec", "widths", self.widths, "at most 5 conv layers (each halves the image)")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             _fail("ModelSpec", "dropout", self.dropout, "a float in [0, 1)")
+        if self.name == "resnet20" and self.dropout:
+            _fail("ModelSpec", "dropout", self.dropout, "0 for resnet20 (it has no dropout layers)")
         _check_choice("ModelSpec", "norm", self.norm, NORMS)
         if self.name != "resnet20" and self.norm != "none":
             _fail("ModelSpec", "norm", self.norm, f"'none' for {self.name} (only resnet20 has normalisation)")

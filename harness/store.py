@@ -62,7 +62,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
 from harness.settings import STORE_VERSION, Setting
-from harness.training import Run
+from harness.training import Run, train
 
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "arrays.safetensors"
@@ -363,7 +363,7 @@ class RunStore:
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(f"run store root {str(self.root)!r} exists and is not a folder; "
                              "pass a folder path (it is created if absent)")
-        self._train_fn = train_fn
+        self._train_fn = train if train_fn is None else train_fn
         self._locks: dict[Path, FileLock] = {}
 
     def __repr__(self) -> str:
@@ -460,6 +460,12 @@ class RunStore:
             setting or seed.
         """
         seeds = [_non_negative_int(seed) for seed in seeds]
+        overridden = sorted({"init_seed", "data_seed"} & set(train_kwargs))
+        if overridden:
+            # Entries are keyed by the run seed alone; a run with other init/data seeds stored
+            # under it would later be served as the plain run of that seed.
+            raise ValueError(f"get_or_train keys runs by seed and cannot store runs with {', '.join(overridden)} "
+                             "overridden; call harness.training.train directly for such runs")
         runs = []
         for seed in seeds:
             run = self.load(setting, seed)
@@ -475,11 +481,7 @@ class RunStore:
     # ------------------------------------------------------------------------------------------
 
     def _train_and_save(self, setting: Setting, seed: int, train_kwargs: dict) -> Run:
-        train_fn = self._train_fn
-        if train_fn is None:
-            # Imported here so that loading cached runs never needs the training stack.
-            from harness.training import train as train_fn
-        run = train_fn(setting, seed, **train_kwargs)
+        run = self._train_fn(setting, seed, **train_kwargs)
         if not isinstance(run, Run) or run.seed != seed:
             raise ValueError(f"train_fn returned {type(run).__name__} with seed "
                              f"{getattr(run, 'seed', None)!r} for seed {seed}; expected a Run of that seed")

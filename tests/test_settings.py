@@ -32,6 +32,7 @@ def test_unknown_tier_is_rejected():
     (lambda: ModelSpec("mlp", ()), r"ModelSpec.widths=\(\) .* non-empty tuple of positive ints"),
     (lambda: ModelSpec("mlp", [64]), r"ModelSpec.widths=\[64\] .* tuple"),
     (lambda: ModelSpec("resnet20", (16, 32)), r"3 stage widths for resnet20"),
+    (lambda: ModelSpec("resnet20", (16, 32, 64), dropout=0.1), r"ModelSpec.dropout=0.1 .* 0 for resnet20"),
     (lambda: ModelSpec("mlp", (8,), dropout=1.0), r"ModelSpec.dropout=1.0 .* \[0, 1\)"),
     (lambda: ModelSpec("mlp", (8,), norm="batch"), r"ModelSpec.norm='batch' .* \(only resnet20"),
     (lambda: ModelSpec("resnet20", (16, 32, 64), norm="weird"), r"ModelSpec.norm='weird'"),

@@ -432,3 +432,9 @@ def test_bad_seed_is_rejected_before_training(store: RunStore, trainer: FakeTrai
     assert trainer.calls == []
     with pytest.raises(ValueError, match=re.escape(f"seed={seed!r}")):
         store.path(SETTING, seed)
+
+
+def test_runs_with_overridden_init_or_data_seed_are_not_stored(store: RunStore, trainer: FakeTrainer) -> None:
+    with pytest.raises(ValueError, match=r"keys runs by seed and cannot store runs with data_seed, init_seed"):
+        store.get_or_train(SETTING, [0], init_seed=1, data_seed=2)
+    assert trainer.calls == [] and not store.path(SETTING, 0).exists()
