@@ -406,8 +406,8 @@ def build(spec: ModelSpec, in_channels: int, image_size: int, num_classes: int) 
     Raises
     ------
     ValueError
-        For a spec that is not a ModelSpec, a dropout on resnet20 (it has no dropout layers), or
-        sizes the architecture cannot take (see the builders).
+        For a spec that is not a ModelSpec, or sizes the architecture cannot take (see the
+        builders).
     """
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"build: spec={spec!r} is invalid: expected a harness.settings.ModelSpec")
@@ -418,10 +418,6 @@ def build(spec: ModelSpec, in_channels: int, image_size: int, num_classes: int) 
     elif spec.name in ("small_cnn", "medium_cnn"):
         model = small_cnn(in_channels, image_size, num_classes, widths=spec.widths, dropout=spec.dropout)
     elif spec.name == "resnet20":
-        if spec.dropout != 0:
-            raise ValueError(
-                f"ModelSpec.dropout={spec.dropout!r} is invalid for resnet20: expected 0 (ResNet20 has no dropout)"
-            )
         model = resnet20(in_channels, num_classes, widths=spec.widths, norm=spec.norm)
     else:  # ModelSpec validates the name; this guards a name added there but not here.
         raise ValueError(f"ModelSpec.name={spec.name!r} is invalid: build knows mlp, small_cnn, medium_cnn, resnet20")

@@ -336,13 +336,11 @@ def test_mlp_without_dropout_has_no_dropout_layers():
     (lambda: models.resnet20(3, 10, norm="instance"), r"norm='instance' is invalid: expected one of"),
     (lambda: models.resnet20(True, 10), r"in_channels=True is invalid"),
     (lambda: models.build("mlp", 1, 8, 10), r"spec='mlp' is invalid: expected a harness.settings.ModelSpec"),
-    (lambda: models.build(ModelSpec("resnet20", RESNET, dropout=0.1, norm="batch"), 3, 32, 10),
-     r"ModelSpec.dropout=0.1 is invalid for resnet20: expected 0"),
     (lambda: models.build(ModelSpec("medium_cnn", MEDIUM, dropout=0.1), 1, 8, 10),
      r"image_size=8 is invalid for widths=\(64, 128, 256, 256\)"),
 ], ids=["cnn-size-not-divisible", "medium-size-too-small", "size-zero", "widths-empty", "widths-zero",
         "widths-list", "dropout-one", "mlp-float-width", "classes-zero", "resnet-two-widths",
-        "resnet-bad-norm", "bool-channels", "build-not-a-spec", "build-resnet-dropout",
+        "resnet-bad-norm", "bool-channels", "build-not-a-spec",
         "build-medium-on-digits"])
 def test_bad_arguments_raise_with_message(call, match):
     with pytest.raises(ValueError, match=match):
