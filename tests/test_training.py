@@ -1,4 +1,5 @@
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,11 +55,12 @@ def test_only_the_recipes_weight_epochs_are_kept():
 
 
 def test_same_seed_is_bitwise_identical_in_two_processes():
-    # Two fresh interpreters, started together, each train seed 0 and print a digest of every
-    # saved weight tensor.
+    # Two fresh interpreters, started together, train seed 0 and print a digest of every saved
+    # weight tensor. One thread each, so the two do not compete for the cores.
     code = ("import sys; sys.path.insert(0, 'tests'); from test_training import SHORT, train, weights_digest; "
             "print(weights_digest(train(SHORT, 0, device='cpu')))")
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
     digests = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
