@@ -1,8 +1,16 @@
-"""Fixtures shared by the harness's unit tests."""
+"""Fixtures shared by the harness's unit tests, and the hypothesis profiles."""
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# "ci" (the default) is derandomized: a red test is red again on the next run. "dev" explores
+# new examples every run; select it with HYPOTHESIS_PROFILE=dev.
+settings.register_profile("ci", derandomize=True, max_examples=60, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=200, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 from fake_cifar import write_cifar10, write_cifar100
 
 
