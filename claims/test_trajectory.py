@@ -23,7 +23,7 @@ import torch
 
 from fixtures.runs import setting_params
 from harness.metrics import pairwise_cosine, weight_vector
-from harness.stats import Criterion, Evidence, bootstrap_interval
+from harness.stats import Criterion, Evidence, mean_interval
 from harness.training import Run
 
 # [WB]: consecutive cosine > 0.95 after ~epoch 10 of SmallCNN training.
@@ -65,7 +65,7 @@ def t1_evidence(cosines: list[np.ndarray], seeds: tuple[int, ...], setting: str)
         claim="T1", setting=setting, source=T1_SOURCE, seeds=seeds,
         criteria=(
             Criterion("late consecutive cosine", float(late_cos.mean()), T1_LATE_CONSECUTIVE_COS_MIN, ">=",
-                      ci=bootstrap_interval(late_cos, CONFIDENCE), level=CONFIDENCE),
+                      ci=mean_interval(late_cos, CONFIDENCE), level=CONFIDENCE),
             Criterion("late/early step distance, worst seed", float(max(ratios)), T1_STEP_RATIO_MAX, "<="),
         ),
         details={"late_consecutive_cos": late_cos.tolist(), "step_ratio": [float(r) for r in ratios]},
