@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.options import _seed_count
+from fixtures.options import _seed_count, _seed_offset
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,23 +67,25 @@ def test_seed_count_option_rejects_fewer_than_two():
     with pytest.raises(argparse.ArgumentTypeError, match=r"'x' is invalid"):
         _seed_count("x")
     assert _seed_count("7") == 7
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'-1' is invalid: expected a non-negative int"):
+        _seed_offset("-1")
 
 
 def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     report = tmp_path / "report"
-    first = session("-m", "smoke", "-k", "digits", "--seeds", "2", f"--report-dir={report}")
+    first = session("-m", "smoke", "-k", "digits", "--seeds", "2", "--seed-offset", "3", f"--report-dir={report}")
     first.assert_outcomes(passed=1, deselected=7)
-    first.stdout.fnmatch_lines(["ensemble-claims: device=cpu (auto; no CUDA), seeds=2, torch *",
+    first.stdout.fnmatch_lines(["ensemble-claims: device=cpu (auto; no CUDA), seeds=2 from 3, torch *",
                                 "ensemble-claims: runs-dir=*runs, data-root=*",
-                                "[[]train[]] digits-mlp seed=0: 16 epochs in *s on cpu, test acc 0.*",
-                                "[[]train[]] digits-mlp seed=1: *",
+                                "[[]train[]] digits-mlp seed=3: 16 epochs in *s on cpu, test acc 0.*",
+                                "[[]train[]] digits-mlp seed=4: *",
                                 "*claim verdicts*", "Z1 *digits-mlp*runs 2 >= 2*PASS*passed"])
     results = json.loads((report / "results.json").read_text())
     (record,) = results["claims"]
     assert record["outcome"] == "passed" and record["evidence"]["verdict"] == "PASS"
     assert record["evidence"]["marker"] == {"id": "Z1", "source": "made up"}
-    second = session("-m", "smoke", "-k", "digits", "--seeds", "2")
+    second = session("-m", "smoke", "-k", "digits", "--seeds", "2", "--seed-offset", "3")
     second.assert_outcomes(passed=1, deselected=7)
     assert "[train]" not in second.stdout.str()  # served from the store
 
