@@ -106,7 +106,7 @@ def mean_interval(per_seed: np.ndarray, level: float = 0.95, **kwargs) -> tuple[
     (lower, upper) : tuple of float
     """
     values = _per_seed(per_seed)
-    return seed_bootstrap(lambda idx: values[idx].mean(axis=1), len(values), level, **kwargs)
+    return seed_bootstrap(lambda idx: resampled_mean(values, idx), len(values), level, **kwargs)
 
 
 def pairwise_mean_interval(matrix: np.ndarray, level: float = 0.95, **kwargs) -> tuple[float, float]:
@@ -133,17 +133,25 @@ def pairwise_mean_interval(matrix: np.ndarray, level: float = 0.95, **kwargs) ->
         raise ValueError("matrix contains NaN or infinite values off the diagonal")
     if not np.allclose(m, m.T, equal_nan=True):
         raise ValueError("matrix must be symmetric: a pairwise statistic of seeds a and b is that of b and a")
+    return seed_bootstrap(lambda idx: resampled_pairwise_mean(m, idx), len(m), level, **kwargs)
 
-    def statistic(idx: np.ndarray) -> np.ndarray:
-        a, b = idx[:, :, None], idx[:, None, :]
-        upper = np.triu(np.ones(idx.shape[1], dtype=bool), k=1)
-        valid = (a != b) & upper
-        total = np.where(valid, m[a, b], 0.0).sum(axis=(1, 2))
-        count = valid.sum(axis=(1, 2))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return total / count  # NaN where every draw is one seed: dropped
 
-    return seed_bootstrap(statistic, len(m), level, **kwargs)
+def resampled_mean(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Mean of per-seed ``values`` (S,) over each row of seed indices ``idx`` (B, K) -> (B,)."""
+    return np.asarray(values, dtype=np.float64)[idx].mean(axis=1)
+
+
+def resampled_pairwise_mean(matrix: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Mean of ``matrix`` (S, S) over the pairs of distinct seeds in each row of ``idx`` (B, K) -> (B,).
+
+    Pairs of two draws of the same seed are skipped; a row that drew one seed only gives NaN.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    a, b = idx[:, :, None], idx[:, None, :]
+    valid = (a != b) & np.triu(np.ones(idx.shape[1], dtype=bool), k=1)
+    total = np.where(valid, m[a, b], 0.0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / valid.sum(axis=(1, 2))
 
 
 def pairwise_mean(matrix: np.ndarray) -> float:
