@@ -14,7 +14,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.stats
 
-DIRECTIONS = (">=", "<=")
+DIRECTIONS = (">=", ">", "<=", "<")
+# One-sided confidence level of every claim's bootstrap bound (the conventional 95%).
+CONFIDENCE = 0.95
+# A negative control's null (e.g. a time-shuffled trajectory) may pass a claim's decision at most
+# this often: the conventional 5% significance level.
+NULL_PASS_RATE_MAX = 0.05
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 0  # the resampling is part of the decision: fixed, so a verdict is reproducible
 
@@ -190,10 +195,10 @@ class Criterion:
     estimate : float
         The point estimate (e.g. mean over seeds).
     threshold : float
-    direction : {">=", "<="}
+    direction : {">=", ">", "<=", "<"}
         The claim holds when ``value direction threshold``.
     ci : (float, float) or None
-        Bootstrap interval whose relevant end (lower for ">=", upper for "<=") is compared at
+        Bootstrap interval whose relevant end (lower for ">=" and ">", upper for "<=" and "<") is compared at
         confidence ``level``; None when the estimate itself is compared (e.g. a maximum over
         every seed, which needs no interval).
     level : float or None
@@ -217,17 +222,18 @@ class Criterion:
         """The number compared with the threshold: the relevant CI end, or the estimate."""
         if self.ci is None:
             return self.estimate
-        return self.ci[0] if self.direction == ">=" else self.ci[1]
+        return self.ci[0] if self.direction.startswith(">") else self.ci[1]
 
     @property
     def passed(self) -> bool:
         if math.isnan(self.value):
             return False
-        return self.value >= self.threshold if self.direction == ">=" else self.value <= self.threshold
+        return {">=": self.value >= self.threshold, ">": self.value > self.threshold,
+                "<=": self.value <= self.threshold, "<": self.value < self.threshold}[self.direction]
 
     def describe(self) -> str:
         compared = "" if self.ci is None else (
-            f" [{'lower' if self.direction == '>=' else 'upper'} {self.level:.0%} bound {self.value:.5g}]")
+            f" [{'lower' if self.direction.startswith('>') else 'upper'} {self.level:.0%} bound {self.value:.5g}]")
         return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.estimate:.5g}{compared} "
                 f"{self.direction} {self.threshold:.5g}")
 

@@ -217,6 +217,18 @@ def train(
     return run
 
 
+def model_at(setting: Setting, run: Run, epoch: int) -> torch.nn.Module:
+    """The model of ``run`` at a saved ``epoch``, on the CPU, in eval mode."""
+    if epoch not in run.weights:
+        raise ValueError(f"epoch={epoch} is invalid: run seed={run.seed} keeps the weights of epochs {run.epochs}")
+    if run.setting_key != setting.cache_key():
+        raise ValueError(f"run seed={run.seed} belongs to setting key {run.setting_key}, not {setting.name}")
+    spec = setting.dataset
+    model = build(setting.model, spec.channels, spec.image_size, spec.num_classes)
+    model.load_state_dict(run.weights[epoch])
+    return model.eval()
+
+
 PROGRESS_EVERY_S = 10.0
 EVAL_BATCH = 4096  # large batches: evaluation is a fixed cost every epoch
 

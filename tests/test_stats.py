@@ -101,8 +101,8 @@ def test_criterion_compares_the_relevant_bound():
 
 
 def test_criterion_validation():
-    with pytest.raises(ValueError, match=r"Criterion.direction='>' is invalid"):
-        Criterion("x", 1.0, 0.0, ">")
+    with pytest.raises(ValueError, match=r"Criterion.direction=.=>. is invalid"):
+        Criterion("x", 1.0, 0.0, "=>")
     with pytest.raises(ValueError, match=r"ci and Criterion.level go together"):
         Criterion("x", 1.0, 0.0, ">=", ci=(0.0, 2.0))
 
@@ -176,3 +176,10 @@ def test_calibration_of_the_pairwise_bootstrap():
         passes += pairwise_mean_interval(m, 1 - NOMINAL, n_resamples=1000, seed=i)[0] >= 0.0
     budget = NOMINAL + 3 * np.sqrt(NOMINAL * (1 - NOMINAL) / (SIMULATIONS // 2))
     assert passes / (SIMULATIONS // 2) <= budget
+
+
+def test_strict_directions_fail_at_equality():
+    assert Criterion("x", 0.0, 0.0, ">=").passed and not Criterion("x", 0.0, 0.0, ">").passed
+    assert Criterion("x", 0.0, 0.0, "<=").passed and not Criterion("x", 0.0, 0.0, "<").passed
+    assert Criterion("x", 1.0, 0.0, ">", ci=(0.5, 1.5), level=0.95).value == 0.5
+    assert Criterion("x", 1.0, 2.0, "<", ci=(0.5, 1.5), level=0.95).value == 1.5

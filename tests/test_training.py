@@ -127,3 +127,15 @@ def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match=r"device='cuda' is invalid: CUDA is not available"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_model_at_rebuilds_the_saved_model(run):
+    from harness.data import load
+    from harness.training import model_at, predict_proba
+
+    model = model_at(SHORT, run, 3)
+    torch.testing.assert_close(predict_proba(model, load(SHORT.dataset).test.x), run.eval_probs[3])
+    with pytest.raises(ValueError, match=r"epoch=7 is invalid: run seed=0 keeps the weights of epochs \(0, 1, 2, 3\)"):
+        model_at(SHORT, run, 7)
+    with pytest.raises(ValueError, match=r"belongs to setting key"):
+        model_at(settings.get("synthetic16-cnn"), run, 3)
