@@ -201,7 +201,7 @@ class _SpecBuilder:
             draft.norm_groups.add(module.num_groups)
         prefix = self.name(module)
         for key, tensor in chain(module.named_parameters(recurse=False), module.named_buffers(recurse=False)):
-            if tensor is None or not tensor.is_floating_point():
+            if not tensor.is_floating_point():
                 continue  # num_batches_tracked: a counter, not per channel
             self._check_size(draft, f"{prefix}.{key}", tensor, 0, 1)
             draft.axes.append(Axis(f"{prefix}.{key}", 0))
@@ -246,7 +246,7 @@ class _SpecBuilder:
 
 def _mlp_spec(model: MLP, spec: _SpecBuilder) -> None:
     layers = [block.linear for block in model.hidden]
-    for layer, consumer in zip(layers, layers[1:] + [model.head]):
+    for layer, consumer in zip(layers, layers[1:] + [model.head], strict=True):
         group = spec.group(spec.name(layer), layer.out_features)
         spec.outputs(group, layer)
         spec.inputs(group, consumer)
@@ -376,9 +376,11 @@ def check_permutation(spec: PermutationSpec, perm: dict[str, torch.Tensor]) -> N
         raise ValueError(f"permutation for {spec.architecture} must have the keys {list(spec.names)}; got {got}")
     for group in spec.unit_groups:
         p = perm[group.name]
-        if not isinstance(p, torch.Tensor) or p.dtype not in (torch.int64, torch.int32) or p.shape != (group.size,):
+        if not isinstance(p, torch.Tensor) or p.dtype != torch.int64 or p.shape != (group.size,):
             desc = f"{p.dtype} tensor of shape {tuple(p.shape)}" if isinstance(p, torch.Tensor) else type(p).__name__
-            raise ValueError(f"permutation[{group.name!r}] must be an int64 tensor of shape ({group.size},); got a {desc}")
+            raise ValueError(
+                f"permutation[{group.name!r}] must be an int64 tensor of shape ({group.size},); got a {desc}"
+            )
         if not torch.equal(p.sort().values.cpu(), torch.arange(group.size, dtype=p.dtype)):
             raise ValueError(f"permutation[{group.name!r}] is not a permutation of 0..{group.size - 1}")
         blocks = p.cpu().reshape(group.norm_groups, group.block_size) // group.block_size
@@ -451,7 +453,8 @@ def _check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
         same = type(a) is type(b) and (isinstance(a, nn.Dropout) or a.extra_repr() == b.extra_repr())
         if not same:
             raise ValueError(
-                f"model_a and model_b differ at module {name or '(root)'!r}: {a!r} vs {b!r}; "
+                f"model_a and model_b differ at module {name or '(root)'!r}: {type(a).__name__}({a.extra_repr()}) "
+                f"vs {type(b).__name__}({b.extra_repr()}); "
                 f"expected two models of the same architecture"
             )
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
@@ -528,6 +531,9 @@ def match_weights(model_a: nn.Module, model_b: nn.Module, max_iter: int = 100, s
     axes permuted by the current permutations of the other groups. A group's permutation is
     replaced only when that strictly raises the objective (up to float rounding), so the
     objective never decreases and the loop stops after the first sweep without improvement.
+    For channels under GroupNorm(G, C) with G > 1 the assignment is solved exactly over the
+    admissible (block-respecting) permutations: the best within-block assignment for every pair
+    of blocks, then the best assignment of blocks on those values.
 
     Only parameters enter the objective; BatchNorm running statistics are data statistics, not
     weights, and are carried along by :func:`permute`.
@@ -612,7 +618,8 @@ def match_weights(model_a: nn.Module, model_b: nn.Module, max_iter: int = 100, s
     return WeightMatching({k: torch.from_numpy(v).long() for k, v in perm.items()}, max_iter, False)
 
 
-def weight_matching(model_a: nn.Module, model_b: nn.Module, max_iter: int = 100, seed: int = 0) -> dict[str, torch.Tensor]:
+def weight_matching(model_a: nn.Module, model_b: nn.Module, max_iter: int = 100,
+                    seed: int = 0) -> dict[str, torch.Tensor]:
     """The permutation of model_b's units that aligns it onto model_a (Ainsworth et al., Alg. 1).
 
     Same parameters, errors and warning as :func:`match_weights`, which also reports the number
@@ -671,7 +678,7 @@ def _as_examples(data: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     x = _as_inputs(data, name)
     y = getattr(data, "y", None)
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(x),):
-        desc = f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else repr(type(y).__name__)
+        desc = f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"{name}.y must be an int64 tensor of shape ({len(x)},) matching {name}.x; got {desc}")
     return x, y
 
@@ -711,7 +718,7 @@ def recompute_batchnorm_stats_(model: nn.Module, x: torch.Tensor, batch_size: in
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             model(x[start:start + batch_size].to(device))
-    for layer, momentum in zip(layers, momenta):
+    for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
     model.train(was_training)
     return model
