@@ -25,7 +25,8 @@ BOOTSTRAP_SEED = 0  # the resampling is part of the decision: fixed, so a verdic
 
 
 def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, level: float = 0.95,
-                   n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+                   n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                   min_distinct: int = 2) -> tuple[float, float]:
     """One-sided bootstrap-t bounds of a statistic of the seeds, resampling *seeds*.
 
     Each resample draws ``n_seeds`` seed indices with replacement and recomputes the statistic on
@@ -49,6 +50,10 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
     n_resamples : int
     seed : int
         Seed of the resampling.
+    min_distinct : int
+        Resamples with fewer distinct seeds are set aside: their jackknife error is undefined or
+        structurally zero (2 for statistics of single seeds; 3 for pairwise statistics, whose
+        resample of two distinct seeds holds one pair).
 
     Returns
     -------
@@ -69,13 +74,18 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
         return estimate, estimate
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
+    distinct = (np.diff(np.sort(idx, axis=1), axis=1) != 0).sum(axis=1) + 1
+    idx = idx[distinct >= min_distinct]
+    if len(idx) < n_resamples // 2:
+        raise ValueError(f"only {len(idx)} of {n_resamples} resamples hold {min_distinct} distinct seeds: too few seeds")
+    diff = statistic(idx) - estimate
+    resample_se = _jackknife_se(statistic, idx)
     with np.errstate(divide="ignore", invalid="ignore"):
-        pivot = (statistic(idx) - estimate) / _jackknife_se(statistic, idx)
-    # A resample without spread (one seed drawn) has an infinite or undefined pivot. Counting it
-    # as extreme on both sides keeps the bounds conservative.
-    degenerate = ~np.isfinite(pivot)
-    pool = np.concatenate([pivot[~degenerate], np.repeat([np.inf, -np.inf], degenerate.sum())])
-    q_low, q_high = np.quantile(pool, [1 - level, level], method="inverted_cdf")
+        # A resample whose values do not vary (e.g. seeds that agree exactly) has a zero error:
+        # its pivot is infinite in the direction it moved, which keeps the bounds conservative.
+        pivot = np.where(resample_se > 0, diff / resample_se, np.sign(diff) * np.inf)
+    pivot = np.nan_to_num(pivot, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    q_low, q_high = np.quantile(pivot, [1 - level, level], method="inverted_cdf")
     return estimate - q_high * se, estimate - q_low * se
 
 
@@ -138,7 +148,7 @@ def pairwise_mean_interval(matrix: np.ndarray, level: float = 0.95, **kwargs) ->
         raise ValueError("matrix contains NaN or infinite values off the diagonal")
     if not np.allclose(m, m.T, equal_nan=True):
         raise ValueError("matrix must be symmetric: a pairwise statistic of seeds a and b is that of b and a")
-    return seed_bootstrap(lambda idx: resampled_pairwise_mean(m, idx), len(m), level, **kwargs)
+    return seed_bootstrap(lambda idx: resampled_pairwise_mean(m, idx), len(m), level, min_distinct=3, **kwargs)
 
 
 def resampled_mean(values: np.ndarray, idx: np.ndarray) -> np.ndarray:

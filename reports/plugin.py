@@ -68,14 +68,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def verdict_rows(records: list[dict]) -> list[tuple[str, ...]]:
-    """Rows (claim, setting, main criterion, verdict, test outcome) for the terminal table."""
+    """Rows (claim, setting, criterion, verdict, test outcome) for the terminal table."""
     rows = []
     for rec in records:
         ev = rec["evidence"]
         if ev is None:
             rows.append(("?", rec["nodeid"].split("[")[-1].rstrip("]"), rec["skip_reason"] or "", "-", rec["outcome"]))
             continue
-        main = ev["criteria"][0]
+        # The first failing criterion explains a FAIL; otherwise the headline (first) one.
+        main = next((c for c in ev["criteria"] if not c["passed"]), ev["criteria"][0])
         rows.append((ev["claim"], ev["setting"],
                      f"{main['name']} {main['value']:.5g} {main['direction']} {main['threshold']:.5g}",
                      ev["verdict"], rec["outcome"]))
@@ -93,7 +94,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if not records:
         return
     terminalreporter.section("claim verdicts")
-    for text in format_table(verdict_rows(records), ("claim", "setting", "main criterion", "verdict", "test")):
+    for text in format_table(verdict_rows(records), ("claim", "setting", "criterion", "verdict", "test")):
         terminalreporter.write_line(text)
     report_dir = config.getoption("--report-dir")
     if report_dir:

@@ -165,21 +165,15 @@ def test_calibration_of_the_seed_bootstrap(n_seeds, law):
 
 
 @pytest.mark.slow
-def test_calibration_of_the_pairwise_bootstrap():
+@pytest.mark.parametrize("n_seeds", [5, 10])
+def test_calibration_of_the_pairwise_bootstrap(n_seeds):
     # Pairwise values that share per-seed effects, as cross-seed metrics do: m_ab = u_a + u_b + e_ab.
-    rng = np.random.default_rng(0)
-    n_seeds, passes = 10, 0
-    for i in range(SIMULATIONS // 2):
+    rng = np.random.default_rng(n_seeds)
+    runs, passes = SIMULATIONS // 2, 0
+    for i in range(runs):
         u = rng.normal(size=n_seeds)
         e = rng.normal(size=(n_seeds, n_seeds))
         m = u[:, None] + u[None, :] + (e + e.T) / 2
         passes += pairwise_mean_interval(m, 1 - NOMINAL, n_resamples=1000, seed=i)[0] >= 0.0
-    budget = NOMINAL + 3 * np.sqrt(NOMINAL * (1 - NOMINAL) / (SIMULATIONS // 2))
-    assert passes / (SIMULATIONS // 2) <= budget
-
-
-def test_strict_directions_fail_at_equality():
-    assert Criterion("x", 0.0, 0.0, ">=").passed and not Criterion("x", 0.0, 0.0, ">").passed
-    assert Criterion("x", 0.0, 0.0, "<=").passed and not Criterion("x", 0.0, 0.0, "<").passed
-    assert Criterion("x", 1.0, 0.0, ">", ci=(0.5, 1.5), level=0.95).value == 0.5
-    assert Criterion("x", 1.0, 2.0, "<", ci=(0.5, 1.5), level=0.95).value == 1.5
+    budget = NOMINAL + 3 * np.sqrt(NOMINAL * (1 - NOMINAL) / runs)
+    assert passes / runs <= budget
