@@ -1,99 +1,180 @@
 """Claims about the snapshots of one training run.
 
 Sources: [Fort] Fort, Hu, Lakshminarayanan, "Deep Ensembles: A Loss Landscape Perspective",
-arXiv 1912.02757, Fig. 2a; [WB] Paul & Thakur, W&B report "Understanding the Effectivity of
+arXiv 1912.02757, Fig. 2; [WB] Paul & Thakur, W&B report "Understanding the Effectivity of
 Ensembles in Deep Learning".
 
-T1  Snapshots of one run grow more similar in weight space toward convergence.
+T1  Snapshots of one run grow more similar in weight space toward convergence ([Fort] Fig. 2a).
     [WB] SmallCNN: the cosine similarity of consecutive checkpoints exceeds 0.95 after ~epoch 10.
     Decision: the step distance 1 - cos(theta_e, theta_e+1) averaged over the last quarter of the
     steps is at most half that over the first quarter, in every seed; and the late consecutive
     cosine has a bootstrap lower bound (over seeds) of at least 0.95.
-    Negative control: the same decision on the same runs with their snapshots shuffled in time
-    must pass at most 5% of 200 shuffles (a single shuffle passes by chance ~1-2% of the time).
+T2  Late checkpoints differ most from the initialisation ([WB]).
+    [WB] cos(theta_0, theta_E) ~ 0.62 (SmallCNN), ~ 0.74 (ResNet).
+    Decision: cos(theta_0, theta_e) falls with e: the mean over seeds of its Spearman correlation
+    with e has a bootstrap upper bound of at most -0.8.
+T3  Snapshots of one run grow more similar in function space toward convergence ([Fort] Fig. 2b).
+    [WB] late pairs disagree on 0.05-0.15 of the test set; epoch 0 vs late ~ 0.45-0.55.
+    Decision: the disagreement of consecutive checkpoints over the last quarter of the steps is at
+    most half that over the first quarter, in every seed; and d(p_1, p_E) > d(p_E-1, p_E) in every
+    seed.
+
+Negative control of each: the same decision on the same runs with their checkpoints shuffled in
+time passes at most 5% of 200 shuffles. A single shuffle can pass by chance (~1-2% for T1), so
+the control is a rate.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-import torch
 
 from fixtures.runs import setting_params
-from harness.metrics import pairwise_cosine, weight_vector
-from harness.stats import Criterion, Evidence, mean_interval
+from harness.metrics import pairwise_cosine, pairwise_disagreement, run_weight_vectors
+from harness.stats import (
+    CONFIDENCE,
+    NULL_PASS_RATE_MAX,
+    Criterion,
+    Evidence,
+    mean_interval,
+    spearman_trend,
+)
 from harness.training import Run
 
 # [WB]: consecutive cosine > 0.95 after ~epoch 10 of SmallCNN training.
 T1_LATE_CONSECUTIVE_COS_MIN = 0.95
-# CLAIMS.md T1: "grow more similar" read as late steps at most half the size of early steps.
-T1_STEP_RATIO_MAX = 0.5
-# One-sided confidence level of every bootstrap bound in this module.
-CONFIDENCE = 0.95
-# Negative controls: the decision may pass a null (e.g. time-shuffled) trajectory at most this
-# often, the conventional 5% significance level, estimated over N_SHUFFLES shuffles.
-NULL_PASS_RATE_MAX = 0.05
+# CLAIMS.md T1 and T3: "grow more similar" read as late steps at most half the size of early ones.
+STEP_RATIO_MAX = 0.5
+# CLAIMS.md T2: a strong monotone decrease of cos(theta_0, theta_e) with e.
+T2_SPEARMAN_MAX = -0.8
 N_SHUFFLES = 200
+
 T1_SOURCE = "[Fort] Fig. 2a, [WB]: consecutive cos > 0.95 after ~epoch 10 (SmallCNN)"
+T2_SOURCE = "[WB]: cos(theta_0, theta_E) ~ 0.62 SmallCNN, ~ 0.74 ResNet"
+T3_SOURCE = "[Fort] Fig. 2b, [WB]: late pairs disagree 0.05-0.15; epoch 0 vs late 0.45-0.55"
 
 
-def checkpoint_cosines(run: Run, subset: str = "weights") -> np.ndarray:
-    """Cosine similarity between every pair of a run's saved checkpoints, in epoch order.
-
-    Returns
-    -------
-    numpy.ndarray, shape (K, K), for K saved epochs
-    """
+def checkpoint_cosines(run: Run) -> np.ndarray:
+    """Cosine similarity of every pair of a run's checkpoints (kernels only), shape (E+1, E+1)."""
     if run.epochs != tuple(range(run.epochs[-1] + 1)):
-        raise ValueError(f"T1 needs the weights of every epoch; run seed={run.seed} keeps epochs {run.epochs}")
-    return pairwise_cosine(torch.stack([weight_vector(run.weights[e], subset) for e in run.epochs])).numpy()
+        raise ValueError(f"trajectory claims need the weights of every epoch; seed={run.seed} keeps {run.epochs}")
+    return pairwise_cosine(run_weight_vectors(run)).numpy()
+
+
+def checkpoint_disagreements(run: Run) -> np.ndarray:
+    """Disagreement of every pair of a run's checkpoints on the test split, shape (E+1, E+1)."""
+    return pairwise_disagreement(run.eval_probs).numpy()
+
+
+def _step_ratio(steps: np.ndarray) -> float:
+    """Mean of the last quarter of a series of step sizes over the mean of its first quarter."""
+    quarter = math.ceil(len(steps) / 4)
+    return float(steps[-quarter:].mean() / steps[:quarter].mean())
 
 
 def t1_evidence(cosines: list[np.ndarray], seeds: tuple[int, ...], setting: str) -> Evidence:
-    """Decide T1 from each seed's checkpoint cosine matrix (K, K), rows in epoch order."""
-    ratios, late_cos = [], []
-    for gram in cosines:
-        cos = np.diagonal(gram, offset=1)  # cos(theta_e, theta_e+1)
-        quarter = math.ceil(len(cos) / 4)
-        steps = 1.0 - cos
-        ratios.append(steps[-quarter:].mean() / steps[:quarter].mean())
-        late_cos.append(cos[-quarter:].mean())
-    late_cos = np.array(late_cos)
+    """Decide T1 from each seed's checkpoint cosine matrix (E+1, E+1), rows in epoch order."""
+    consecutive = [np.diagonal(gram, offset=1) for gram in cosines]
+    ratios = [_step_ratio(1.0 - cos) for cos in consecutive]
+    late_cos = np.array([cos[-math.ceil(len(cos) / 4):].mean() for cos in consecutive])
     return Evidence(
         claim="T1", setting=setting, source=T1_SOURCE, seeds=seeds,
         criteria=(
             Criterion("late consecutive cosine", float(late_cos.mean()), T1_LATE_CONSECUTIVE_COS_MIN, ">=",
                       ci=mean_interval(late_cos, CONFIDENCE), level=CONFIDENCE),
-            Criterion("late/early step distance, worst seed", float(max(ratios)), T1_STEP_RATIO_MAX, "<="),
+            Criterion("late/early step distance, worst seed", max(ratios), STEP_RATIO_MAX, "<="),
         ),
-        details={"late_consecutive_cos": late_cos.tolist(), "step_ratio": [float(r) for r in ratios]},
+        details={"late_consecutive_cos": late_cos.tolist(), "step_ratio": ratios},
     )
+
+
+def t2_evidence(cosines: list[np.ndarray], seeds: tuple[int, ...], setting: str) -> Evidence:
+    """Decide T2 from each seed's checkpoint cosine matrix: row 0 is cos(theta_0, theta_e)."""
+    rho = np.array([spearman_trend(gram[0, 1:]) for gram in cosines])
+    return Evidence(
+        claim="T2", setting=setting, source=T2_SOURCE, seeds=seeds,
+        criteria=(Criterion("Spearman rho of cos(theta_0, theta_e) with e", float(rho.mean()), T2_SPEARMAN_MAX,
+                            "<=", ci=mean_interval(rho, CONFIDENCE), level=CONFIDENCE),),
+        details={"spearman_rho": rho.tolist(), "cos_init_final": [float(gram[0, -1]) for gram in cosines]},
+    )
+
+
+def t3_evidence(disagreements: list[np.ndarray], seeds: tuple[int, ...], setting: str) -> Evidence:
+    """Decide T3 from each seed's checkpoint disagreement matrix (E+1, E+1), rows in epoch order."""
+    ratios = [_step_ratio(np.diagonal(d, offset=1)) for d in disagreements]
+    # d(p_1, p_E) - d(p_E-1, p_E): how much closer the last step is than the first trained epoch.
+    gaps = [float(d[1, -1] - d[-2, -1]) for d in disagreements]
+    return Evidence(
+        claim="T3", setting=setting, source=T3_SOURCE, seeds=seeds,
+        criteria=(
+            Criterion("late/early consecutive disagreement, worst seed", max(ratios), STEP_RATIO_MAX, "<="),
+            Criterion("d(p_1, p_E) - d(p_E-1, p_E), worst seed", min(gaps), 0.0, ">="),
+        ),
+        details={"step_ratio": ratios, "gap": gaps,
+                 "late_consecutive_disagreement": [float(np.diagonal(d, 1)[-1]) for d in disagreements],
+                 "epoch1_vs_final_disagreement": [float(d[1, -1]) for d in disagreements],
+                 "init_vs_final_disagreement": [float(d[0, -1]) for d in disagreements]},
+    )
+
+
+def shuffled_pass_rate(decide: Callable[..., Evidence], matrices: list[np.ndarray], seeds: tuple[int, ...],
+                       setting: str) -> float:
+    """How often ``decide`` passes the runs with their checkpoints in a random temporal order.
+
+    Shuffling permutes the rows and columns of each checkpoint matrix together, which is the same
+    as relabelling the epochs of each run.
+    """
+    rng = np.random.default_rng(0)
+    passes = 0
+    for _ in range(N_SHUFFLES):
+        shuffled = []
+        for m in matrices:
+            order = rng.permutation(len(m))
+            shuffled.append(m[np.ix_(order, order)])
+        passes += decide(shuffled, seeds, setting).passed
+    return passes / N_SHUFFLES
+
+
+CLAIMS = {  # id -> (decision, checkpoint matrix of one run)
+    "T1": (t1_evidence, checkpoint_cosines),
+    "T2": (t2_evidence, checkpoint_cosines),
+    "T3": (t3_evidence, checkpoint_disagreements),
+}
+
+
+def decide(claim: str, runs: list[Run], setting: str) -> Evidence:
+    evidence_of, matrix_of = CLAIMS[claim]
+    return evidence_of([matrix_of(r) for r in runs], tuple(r.seed for r in runs), setting)
 
 
 @pytest.mark.claim(id="T1", source="[Fort] Fig. 2a; [WB]")
 @pytest.mark.parametrize("setting", setting_params())
 def test_t1_snapshots_converge_in_weight_space(setting, trained_runs, record_evidence):
-    runs = trained_runs(setting)
-    evidence = t1_evidence([checkpoint_cosines(r) for r in runs], tuple(r.seed for r in runs), setting)
-    record_evidence(evidence)
+    evidence = record_evidence(decide("T1", trained_runs(setting), setting))
     assert evidence.passed, evidence.explain()
 
 
+@pytest.mark.claim(id="T2", source="[WB]")
+@pytest.mark.parametrize("setting", setting_params())
+def test_t2_late_checkpoints_differ_most_from_the_initialisation(setting, trained_runs, record_evidence):
+    evidence = record_evidence(decide("T2", trained_runs(setting), setting))
+    assert evidence.passed, evidence.explain()
+
+
+@pytest.mark.claim(id="T3", source="[Fort] Fig. 2b; [WB]")
+@pytest.mark.parametrize("setting", setting_params())
+def test_t3_snapshots_converge_in_function_space(setting, trained_runs, record_evidence):
+    evidence = record_evidence(decide("T3", trained_runs(setting), setting))
+    assert evidence.passed, evidence.explain()
+
+
+@pytest.mark.parametrize("claim", list(CLAIMS))
 @pytest.mark.parametrize("setting", setting_params(("smoke",)))
-def test_t1_negative_control_time_shuffled_snapshots_fail(setting, trained_runs):
-    # Relabel each run's checkpoints in a random temporal order: no convergence is left, so the
-    # decision must fail on (nearly) every shuffle. One shuffle may pass by chance; the rate may not.
+def test_negative_control_time_shuffled_snapshots_fail(claim, setting, trained_runs):
     runs = trained_runs(setting)
-    cosines = [checkpoint_cosines(r) for r in runs]
-    rng = np.random.default_rng(0)
-    passes = 0
-    for _ in range(N_SHUFFLES):
-        shuffled = []
-        for gram in cosines:
-            order = rng.permutation(len(gram))
-            shuffled.append(gram[np.ix_(order, order)])
-        passes += t1_evidence(shuffled, tuple(r.seed for r in runs), setting).passed
-    assert passes / N_SHUFFLES <= NULL_PASS_RATE_MAX, (
-        f"T1's decision passed {passes} of {N_SHUFFLES} time-shuffled trajectories of {setting}")
+    evidence_of, matrix_of = CLAIMS[claim]
+    rate = shuffled_pass_rate(evidence_of, [matrix_of(r) for r in runs], tuple(r.seed for r in runs), setting)
+    assert rate <= NULL_PASS_RATE_MAX, f"{claim} passed {rate:.1%} of {N_SHUFFLES} time-shuffled trajectories"

@@ -77,7 +77,8 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
     distinct = (np.diff(np.sort(idx, axis=1), axis=1) != 0).sum(axis=1) + 1
     idx = idx[distinct >= min_distinct]
     if len(idx) < n_resamples // 2:
-        raise ValueError(f"only {len(idx)} of {n_resamples} resamples hold {min_distinct} distinct seeds: too few seeds")
+        raise ValueError(f"only {len(idx)} of {n_resamples} resamples hold {min_distinct} distinct seeds: "
+                         "too few seeds")
     diff = statistic(idx) - estimate
     resample_se = _jackknife_se(statistic, idx)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fake_cifar import write_cifar10, write_cifar100
 from hypothesis import settings
 
 # "ci" (the default) is derandomized: a red test is red again on the next run. "dev" explores
@@ -11,7 +12,6 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, max_examples=60, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-from fake_cifar import write_cifar10, write_cifar100
 
 
 @pytest.fixture
