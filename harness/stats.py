@@ -81,12 +81,12 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
                          "too few seeds")
     diff = statistic(idx) - estimate
     resample_se = _jackknife_se(statistic, idx)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # A resample whose values do not vary (e.g. seeds that agree exactly) has a zero error:
-        # its pivot is infinite in the direction it moved, which keeps the bounds conservative.
-        pivot = np.where(resample_se > 0, diff / resample_se, np.sign(diff) * np.inf)
-    pivot = np.nan_to_num(pivot, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    q_low, q_high = np.quantile(pivot, [1 - level, level], method="inverted_cdf")
+    # A resample whose values do not vary (e.g. the seeds it drew agree exactly, as fractions
+    # at 1.0 do) has no error of its own; its pivot falls back to the estimate's error (the
+    # percentile pivot) instead of an infinite one, which would make the bounds infinite whenever
+    # one seed differs from otherwise identical ones.
+    pivot = diff / np.where(resample_se > 0, resample_se, se)
+    q_low, q_high = np.quantile(pivot, [1 - level, level])
     return estimate - q_high * se, estimate - q_low * se
 
 

@@ -177,3 +177,9 @@ def test_calibration_of_the_pairwise_bootstrap(n_seeds):
         passes += pairwise_mean_interval(m, 1 - NOMINAL, n_resamples=1000, seed=i)[0] >= 0.0
     budget = NOMINAL + 3 * np.sqrt(NOMINAL * (1 - NOMINAL) / runs)
     assert passes / runs <= budget
+
+
+def test_one_outlying_seed_among_identical_ones_gives_a_finite_bound():
+    # Resamples that miss the outlier have no spread; they must not make the bound infinite.
+    lower, upper = mean_interval(np.array([1.0, 1.0, 1.0, 1.0, 0.95]))
+    assert 0.95 < lower < 0.99 < upper
