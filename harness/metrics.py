@@ -66,6 +66,8 @@ __all__ = [
     "PROB_TOLERANCE",
     "PROPERTY_VOCABULARY",
     "SUBSETS",
+    "as_labels",
+    "as_probs",
     "brier_score",
     "cosine_similarity",
     "disagreement",
@@ -79,6 +81,7 @@ __all__ = [
     "nll",
     "normalized_diversity",
     "pairwise_cosine",
+    "parameter_names",
     "pairwise_disagreement",
     "run_weight_vectors",
     "weight_vector",
@@ -161,7 +164,7 @@ def _check_labels(t: torch.Tensor, name: str, num_classes: int | None) -> None:
         raise ValueError(f"{name} must be class labels in {allowed}; got values from {low} to {high}")
 
 
-def _probs(x: object, name: str, shape: str = "(N, C)") -> torch.Tensor:
+def as_probs(x: object, name: str, shape: str = "(N, C)") -> torch.Tensor:
     """Validated probabilities with shape ``shape`` ("(N, C)" or "(M, N, C)"), as float64."""
     t = _as_tensor(x, name)
     _check_shape(t, name, shape, (len(shape.split(",")),))
@@ -169,7 +172,8 @@ def _probs(x: object, name: str, shape: str = "(N, C)") -> torch.Tensor:
     return t.double()
 
 
-def _labels(x: object, name: str, num_classes: int | None = None) -> torch.Tensor:
+def as_labels(x: object, name: str, num_classes: int | None = None) -> torch.Tensor:
+    """Validated integer labels of shape (N,), in [0, num_classes) when that is given."""
     t = _as_tensor(x, name)
     _check_shape(t, name, "(N,)", (1,))
     _check_labels(t, name, num_classes)
@@ -213,6 +217,15 @@ def _features(x: object, name: str) -> torch.Tensor:
 # Weight space
 
 
+def parameter_names(state: Mapping[str, torch.Tensor], subset: str = "weights") -> list[str]:
+    """Names of the state dict's entries in ``subset``, in ``state_dict`` order (see :func:`weight_vector`).
+
+    Normalisation running statistics and counters are buffers, never parameters.
+    """
+    return [name for name, t in state.items()
+            if t.is_floating_point() and not name.endswith(_BUFFER_SUFFIXES) and (subset == "all" or t.ndim >= 2)]
+
+
 def weight_vector(state: Mapping[str, torch.Tensor] | torch.nn.Module, subset: str = "weights") -> torch.Tensor:
     """Flatten a model's parameters into one float64 vector, in ``state_dict`` order.
 
@@ -235,10 +248,7 @@ def weight_vector(state: Mapping[str, torch.Tensor] | torch.nn.Module, subset: s
         raise TypeError(f"state must be a state dict or an nn.Module; got {type(state).__name__}")
     if subset not in SUBSETS:
         raise ValueError(f"subset={subset!r} is invalid: expected one of {SUBSETS}")
-    parts = [
-        t.detach().reshape(-1) for name, t in state.items()
-        if t.is_floating_point() and not name.endswith(_BUFFER_SUFFIXES) and (subset == "all" or t.ndim >= 2)
-    ]
+    parts = [state[name].detach().reshape(-1) for name in parameter_names(state, subset)]
     if not parts:
         raise ValueError(f"the state dict has no parameters in subset {subset!r}; keys: {list(state)[:8]}")
     return torch.cat(parts).double()
@@ -596,8 +606,8 @@ def diversity_bounds(a: float | np.ndarray, a_ref: float | np.ndarray) -> tuple[
 
 
 def _probs_and_labels(probs: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
-    p = _probs(probs, "probs")
-    y = _labels(labels, "labels", p.shape[1])
+    p = as_probs(probs, "probs")
+    y = as_labels(labels, "labels", p.shape[1])
     if len(y) != len(p):
         raise ValueError(f"probs and labels must have the same number of examples; got {len(p)} and {len(y)}")
     return p, y
@@ -691,7 +701,7 @@ def js_diversity(probs: torch.Tensor | np.ndarray) -> float:
     -------
     float >= 0
     """
-    p = _probs(probs, "probs", "(M, N, C)")
+    p = as_probs(probs, "probs", "(M, N, C)")
     mean = p.mean(0)
     entropy_of_mean = -torch.special.xlogy(mean, mean).sum(-1)
     mean_entropy = -torch.special.xlogy(p, p).sum(-1).mean(0)

@@ -52,8 +52,8 @@ from harness.metrics import (
 )
 from harness.training import Run
 
-# Public functions of harness.metrics that select inputs rather than measure anything.
-NOT_METRICS = {"weight_vector", "run_weight_vectors"}
+# Public functions of harness.metrics that select or validate inputs rather than measure anything.
+NOT_METRICS = {"weight_vector", "run_weight_vectors", "parameter_names", "as_probs", "as_labels"}
 # Float64 results of the fast and reference paths differ by summation order only.
 RTOL, ATOL = 1e-9, 1e-12
 # Slack for range and extreme-value checks: a few ulps of float64 rounding, nothing more.
