@@ -35,13 +35,11 @@ gain is exactly zero).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from fixtures.runs import setting_params
+from fixtures.runs import copies_of_one_run, setting_params
 from harness import settings as settings_lib
 from harness.ensembles import ensemble_probs, subset_curves
 from harness.stats import (
@@ -127,10 +125,6 @@ def _needs_runs(setting: str, runs: list[Run]) -> None:
         pytest.skip(f"N1 on {setting} needs at least {need} runs for a curve over ensemble sizes; got {len(runs)} "
                     f"(--seeds {len(runs)})")
 
-
-def copies_of_one_run(runs: list[Run]) -> list[Run]:
-    """An ensemble with no diversity: one run, S times, under the S seeds' names."""
-    return [dataclasses.replace(runs[0], seed=r.seed) for r in runs]
 
 
 # Measured on seeds 0-4 (540 test digits): acc 96.56 -> 97.09 (2) -> 97.24 (3) -> 97.33 (4) -> 97.59 (5)

@@ -34,7 +34,6 @@ copies of seed 0's run under the other seeds' names, and every decision must fai
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -42,7 +41,7 @@ import pytest
 import torch
 from sklearn.manifold import TSNE
 
-from fixtures.runs import setting_params
+from fixtures.runs import copies_of_one_run, setting_params
 from harness import settings as settings_lib
 from harness.metrics import (
     cosine_similarity,
@@ -216,11 +215,6 @@ def joint_tsne(runs: list[Run]) -> dict:
 
 
 DECISIONS = {"I1": i1_evidence, "I2": i2_evidence, "I3": i3_evidence, "F1": f1_evidence}
-
-
-def copies_of_one_run(runs: list[Run]) -> list[Run]:
-    """What "independent" runs sharing initialisation and data order are on the CPU: one run, S times."""
-    return [dataclasses.replace(runs[0], seed=r.seed) for r in runs]
 
 
 @pytest.mark.claim(id="I1", source="[Fort] Fig. 3; [WB]")
