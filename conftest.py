@@ -1,3 +1,3 @@
 """Root conftest: loads the harness's pytest plugins (options, fixtures, report)."""
 
-pytest_plugins = ["fixtures.options", "fixtures.runs", "fixtures.evidence", "reports.plugin"]
+pytest_plugins = ["fixtures.options", "fixtures.runs", "fixtures.samples", "fixtures.evidence", "reports.plugin"]

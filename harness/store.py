@@ -11,6 +11,9 @@ Runs are keyed by :meth:`Setting.cache_key` (a hash of dataset, model, recipe an
     <root>/<key>/seed=<s>.lock                  the run's lock file
     <root>/<key>/.tmp-seed=<s>-<pid>-<random>/  an entry being written (or abandoned by a crash)
     <root>/<key>/.corrupt/seed=<s>-<utc time>/  entries that failed verification, kept for inspection
+    <root>/<key>/derived/seed=<s>/<name>-<hash>.safetensors   tensors computed from a run
+                                                (:meth:`RunStore.get_or_compute`, e.g. predictions of
+                                                sampled weights), keyed by a hash of their parameters
 
 Tensors are stored with safetensors only (no pickle), so loading a cache from elsewhere cannot run
 code, and dtypes come back exactly. ``meta.json`` records the order of epochs and of each state
@@ -67,6 +70,7 @@ from harness.training import Run, train
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "arrays.safetensors"
 META_FILE = "meta.json"
+DERIVED_DIR = "derived"
 ARRAY_FIELDS = ("eval_probs", "eval_labels", "train_loss", "train_acc")
 
 # Top-level fields of meta.json and their JSON types; load rejects an entry missing any of them.
@@ -256,6 +260,14 @@ def _git_commit() -> str | None:
         return None
     commit = result.stdout.strip()
     return commit if result.returncode == 0 and commit else None
+
+
+def _params_json(params: dict) -> str:
+    """Canonical JSON of derived-tensor parameters (sorted keys), the text their hash is taken of."""
+    try:
+        return json.dumps(params, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"params must be JSON-able with finite numbers: {err}") from None
 
 
 def _versions() -> dict[str, str]:
@@ -478,7 +490,76 @@ class RunStore:
             runs.append(run)
         return runs
 
+    def derived_path(self, setting: Setting, seed: int, name: str, params: dict) -> Path:
+        """File of the tensors ``name`` derived from a run with ``params`` (see :meth:`get_or_compute`)."""
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"name={name!r} is invalid: use letters, digits, '-' and '_' (it names a file)")
+        digest = hashlib.sha256(_params_json(params).encode()).hexdigest()[:16]
+        folder = self.root / setting.cache_key() / DERIVED_DIR / f"seed={_non_negative_int(seed)}"
+        return folder / f"{name}-{digest}.safetensors"
+
+    def get_or_compute(self, setting: Setting, seed: int, name: str, params: dict,
+                       compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Tensors computed deterministically from the run of ``setting`` and ``seed``, cached.
+
+        For results that cost more than they weigh, such as the predictions of a run's sampled
+        weights. The file is keyed by a hash of ``params``, which must name everything the result
+        depends on besides the run (sampler, scales, counts, seeds, code version); it is written
+        atomically under a lock (concurrent processes compute it once). A file that does not
+        parse, or whose stored parameters differ, is recomputed with a :class:`CorruptRunWarning`.
+
+        Parameters
+        ----------
+        setting : Setting
+        seed : int
+            The run's seed.
+        name : str
+            A readable file-name prefix, e.g. "samples-random".
+        params : dict
+            JSON-able parameters of the computation.
+        compute : callable
+            ``compute() -> dict[str, torch.Tensor]``, called on a miss.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+        """
+        path = self.derived_path(setting, seed, name, params)
+        expected = _params_json(params)
+        tensors = self._load_derived(path, expected)
+        if tensors is not None:
+            return tensors
+        with self._lock(path):
+            tensors = self._load_derived(path, expected)
+            if tensors is None:
+                tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
+                tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+                try:
+                    save_file(tensors, tmp, metadata={"params": expected})
+                    _fsync_path(tmp)
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                _fsync_path(path.parent)
+        return tensors
+
     # ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_derived(path: Path, expected_params: str) -> dict[str, torch.Tensor] | None:
+        if not path.exists():
+            return None
+        try:
+            with safetensors.safe_open(path, "pt") as f:
+                stored = (f.metadata() or {}).get("params")
+            if stored == expected_params:
+                return _load_tensor_file(path)
+            reason = "its stored parameters differ from the request (hash collision or edited file)"
+        except (_InvalidEntry, safetensors.SafetensorError, OSError) as err:
+            reason = str(err)
+        warnings.warn(f"derived file {path}: {reason}; recomputing it", CorruptRunWarning, stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
 
     def _train_and_save(self, setting: Setting, seed: int, train_kwargs: dict) -> Run:
         run = self._train_fn(setting, seed, **train_kwargs)

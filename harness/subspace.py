@@ -338,10 +338,11 @@ def sample(sampler: str, run: Run, n: int, scales: Scales, generator: torch.Gene
 
 
 def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[Mapping[str, torch.Tensor]],
-                   x: torch.Tensor, batch_size: int = EVAL_BATCH, train_x: torch.Tensor | None = None) -> torch.Tensor:
+                   x: torch.Tensor, batch_size: int = EVAL_BATCH, train_x: torch.Tensor | None = None,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
     """Softmax probabilities of many weight vectors of ``run``'s architecture, in eval mode.
 
-    One model (``run``'s final epoch, on the CPU) is loaded with each state in turn. For models
+    One model (``run``'s final epoch, on ``device``) is loaded with each state in turn. For models
     with BatchNorm the running statistics of every state are recomputed on ``train_x`` after the
     perturbation (:func:`harness.symmetry.recompute_batchnorm_stats_`): the statistics of the
     unperturbed centre would not describe the perturbed network.
@@ -360,12 +361,16 @@ def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[M
     batch_size : int
     train_x : torch.Tensor, shape (M, C, H, W), optional
         Training inputs; required when the model has BatchNorm layers.
+    device : torch.device or str
+        Where the forward passes run (inputs are moved there once).
 
     Returns
     -------
-    torch.Tensor, shape (K, N, classes), float32
+    torch.Tensor, shape (K, N, classes), float32, on the CPU
     """
-    model = model_at(setting, run, run.epochs[-1])
+    model = model_at(setting, run, run.epochs[-1]).to(device)
+    x = x.to(device)
+    train_x = None if train_x is None else train_x.to(device)
     template = run.weights[run.epochs[-1]]
     if isinstance(states, torch.Tensor):
         if states.ndim != 2:
