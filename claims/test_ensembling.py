@@ -50,6 +50,7 @@ from harness.stats import (
     pairwise_mean_interval,
 )
 from harness.training import Run
+from reports import figspec
 
 # CLAIMS.md N1: the ensemble must beat its members, acc(K) - acc(1) > 0 (and the 2-run gain's
 # lower bound above 0).
@@ -115,8 +116,25 @@ def n1_evidence(runs: list[Run], setting: str) -> Evidence:
             Criterion(f"NLL({len(runs)}) - NLL(1)", nll[-1] - nll[0], 0.0, "<"),
         ),
         details={"curves": curves.to_dict(), "first_gain": first, "last_gain": last,
-                 "member_accuracy": acc[0], "wb_accuracy_percent": WB_ACCURACY},
+                 "member_accuracy": acc[0], "wb_accuracy_percent": WB_ACCURACY,
+                 figspec.FIGURES_KEY: ensemble_size_figures(curves)},
     )
+
+
+def ensemble_size_figures(curves) -> list[dict]:
+    """Accuracy (beside [WB]'s SmallCNN), Brier and NLL against ensemble size."""
+    k = np.arange(1, len(curves.accuracy) + 1)
+    wb = WB_ACCURACY["SmallCNN"]
+    return [
+        figspec.xy("Accuracy against ensemble size", [
+            figspec.series("ours", k, curves.accuracy, style="line+points"),
+            figspec.series("[WB] SmallCNN, CIFAR-10", list(wb), [v / 100 for v in wb.values()], style="line+points"),
+        ], "ensemble size k", "test accuracy", note="mean over all k-subsets of the runs"),
+        figspec.xy("Brier score against ensemble size", [figspec.series("ours", k, curves.brier, style="line+points")],
+                   "ensemble size k", "Brier score"),
+        figspec.xy("NLL against ensemble size", [figspec.series("ours", k, curves.nll, style="line+points")],
+                   "ensemble size k", "NLL"),
+    ]
 
 
 def _needs_runs(setting: str, runs: list[Run]) -> None:

@@ -39,8 +39,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.manifold import TSNE
 
+from fixtures.figures import function_space_figure
 from fixtures.runs import copies_of_one_run, setting_params
 from harness import settings as settings_lib
 from harness.metrics import (
@@ -63,6 +63,7 @@ from harness.stats import (
 )
 from harness.symmetry import permutation_spec, permute, random_permutation
 from harness.training import Run, model_at
+from reports import figspec
 
 # [Fort] Fig. 3 / [WB]: cross-seed cosine ~0-0.05; CLAIMS.md allows up to 0.1.
 I1_CROSS_COS_MAX = 0.1
@@ -95,6 +96,12 @@ def _late_epochs(run: Run) -> range:
     return range(n - max(2, math.ceil((n - 1) / 4)), n)
 
 
+def _run_heatmap(title: str, matrix: np.ndarray, runs: list[Run], colorbar: str, **limits) -> dict:
+    """Heat map of a run-by-run matrix ([Fort] Fig. 3), seeds as ticks."""
+    return figspec.heatmap(title, matrix, ticks=[str(r.seed) for r in runs], label="run (seed)", colorbar=colorbar,
+                           **limits)
+
+
 def i1_evidence(runs: list[Run], setting: str) -> Evidence:
     finals = torch.stack([weight_vector(r.weights[r.epochs[-1]]) for r in runs])
     cross = pairwise_cosine(finals).numpy()
@@ -114,7 +121,9 @@ def i1_evidence(runs: list[Run], setting: str) -> Evidence:
         details={"cross_cos_weights": pairwise_mean(cross), "cross_cos_all_parameters": pairwise_mean(every),
                  "null_cross_cos_at_init": pairwise_mean(initial),
                  "null_random_vectors_1_over_sqrt_d": 1 / math.sqrt(finals.shape[1]),
-                 "late_within_run_cos": within.tolist()},
+                 "late_within_run_cos": within.tolist(),
+                 figspec.FIGURES_KEY: [_run_heatmap("cosine between final weights of independent runs", cross, runs,
+                                                    "cosine (conv/dense kernels)", vmin=-0.1, vmax=1.0)]},
     )
 
 
@@ -155,7 +164,9 @@ def i2_evidence(runs: list[Run], setting: str) -> Evidence:
                       ci=excess, level=CONFIDENCE),
         ),
         details={"cross_disagreement": pairwise_mean(cross), "late_within_disagreement": within.tolist(),
-                 "test_error": error.tolist()},
+                 "test_error": error.tolist(),
+                 figspec.FIGURES_KEY: [_run_heatmap("disagreement between independent runs", cross, runs,
+                                                    "fraction of test predictions that differ", vmin=0.0)]},
     )
 
 
@@ -205,15 +216,6 @@ def f1_evidence(runs: list[Run], setting: str) -> Evidence:
     )
 
 
-def joint_tsne(runs: list[Run]) -> dict:
-    """A joint t-SNE of every checkpoint's test-set probabilities, all runs in one embedding."""
-    points = torch.cat([r.eval_probs.flatten(1) for r in runs]).numpy()
-    perplexity = min(30.0, (len(points) - 1) / 3)  # TSNE requires perplexity < number of points
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(points)
-    return {"run": [r.seed for r in runs for _ in range(r.eval_probs.shape[0])],
-            "epoch": [e for r in runs for e in range(r.eval_probs.shape[0])], "xy": xy.round(4).tolist()}
-
-
 DECISIONS = {"I1": i1_evidence, "I2": i2_evidence, "I3": i3_evidence, "F1": f1_evidence}
 
 
@@ -255,7 +257,7 @@ F1_DOES_NOT_REPRODUCE = {
 def test_f1_trajectories_end_in_different_regions(setting, trained_runs, record_evidence):
     runs = trained_runs(setting)
     evidence = f1_evidence(runs, setting)
-    evidence.details["tsne"] = joint_tsne(runs)
+    evidence.details[figspec.FIGURES_KEY] = [function_space_figure(runs)]
     record_evidence(evidence)
     assert evidence.passed, evidence.explain()
 

@@ -43,6 +43,7 @@ from harness.stats import (
     spearman_trend,
 )
 from harness.training import Run
+from reports import figspec
 
 # [WB]: consecutive cosine > 0.95 after ~epoch 10 of SmallCNN training.
 T1_LATE_CONSECUTIVE_COS_MIN = 0.95
@@ -87,8 +88,16 @@ def t1_evidence(cosines: list[np.ndarray], seeds: tuple[int, ...], setting: str)
                       ci=mean_interval(late_cos, CONFIDENCE), level=CONFIDENCE),
             Criterion("late/early step distance, worst seed", max(ratios), STEP_RATIO_MAX, "<="),
         ),
-        details={"late_consecutive_cos": late_cos.tolist(), "step_ratio": ratios},
+        details={"late_consecutive_cos": late_cos.tolist(), "step_ratio": ratios,
+                 figspec.FIGURES_KEY: [_checkpoint_heatmap("cosine between checkpoints", cosines[0], seeds[0],
+                                                           "cosine (conv/dense kernels)")]},
     )
+
+
+def _checkpoint_heatmap(title: str, matrix: np.ndarray, seed: int, colorbar: str) -> dict:
+    """Heat map of one run's checkpoint-by-checkpoint matrix ([Fort] Fig. 2a-b), epochs as ticks."""
+    return figspec.heatmap(f"{title}, run {seed}", matrix, ticks=[str(e) for e in range(len(matrix))],
+                           label="epoch", colorbar=colorbar, vmin=0.0, vmax=1.0)
 
 
 def t2_evidence(cosines: list[np.ndarray], seeds: tuple[int, ...], setting: str) -> Evidence:
@@ -116,7 +125,9 @@ def t3_evidence(disagreements: list[np.ndarray], seeds: tuple[int, ...], setting
         details={"step_ratio": ratios, "gap": gaps,
                  "late_consecutive_disagreement": [float(np.diagonal(d, 1)[-1]) for d in disagreements],
                  "epoch1_vs_final_disagreement": [float(d[1, -1]) for d in disagreements],
-                 "init_vs_final_disagreement": [float(d[0, -1]) for d in disagreements]},
+                 "init_vs_final_disagreement": [float(d[0, -1]) for d in disagreements],
+                 figspec.FIGURES_KEY: [_checkpoint_heatmap("disagreement between checkpoints", disagreements[0],
+                                                           seeds[0], "fraction of test predictions that differ")]},
     )
 
 
