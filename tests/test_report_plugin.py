@@ -1,0 +1,282 @@
+"""The report plugin (reports/plugin.py): results.json, the verdict table and rendering, in throw-away sessions."""
+
+import json
+import math
+import shlex
+import sys
+import tomllib
+import types
+from pathlib import Path
+
+import pytest
+
+from harness import settings
+from harness.training import resolve_device
+from reports import plugin
+
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parents[1]
+INI = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+
+# The throw-away project's conftest: the harness's plugins, a fake claim catalog (Q9 never runs),
+# and a fake renderer whose behaviour the RENDER environment variable picks.
+CONFTEST = '''
+import os
+import sys
+import types
+
+pytest_plugins = ["fixtures.options", "fixtures.evidence", "reports.plugin"]
+
+
+class ClaimInfo:
+    def __init__(self, claim_id):
+        self.claim_id = claim_id
+
+    def to_dict(self):
+        return {"id": self.claim_id, "title": "claim " + self.claim_id}
+
+
+sys.modules["harness.catalog"] = types.ModuleType("harness.catalog")
+sys.modules["harness.catalog"].CATALOG = {cid: ClaimInfo(cid) for cid in ("Z1", "Z2", "Q9")}
+
+
+def write_report(results, out_dir):
+    if os.environ["RENDER"] == "raise":
+        raise RuntimeError("renderer broke")
+    (out_dir / "index.html").write_text(" ".join(sorted(results)))
+    (out_dir / "summary.md").write_text("summary")
+    return {"html": out_dir / "index.html", "markdown": out_dir / "summary.md"}
+
+
+sys.modules["reports.render"] = types.ModuleType("reports.render")
+sys.modules["reports.render"].write_report = write_report
+'''
+
+# One test per outcome (Z7: a strict xfail that passes fails; Z8: an error without an exception);
+# Z2's statistic is NaN; Z5 records two pieces of evidence; the last test records an "evidence"
+# property but is no claim test.
+CLAIM_TESTS = '''
+import pytest
+from harness.stats import Criterion, Evidence
+
+
+def evidence(claim, setting, estimate):
+    criterion = Criterion("score", estimate, 0.5, ">=", ci=(estimate - 0.1, estimate + 0.1), level=0.95)
+    return Evidence(claim, setting, "made up", (criterion,), (0, 1, 2))
+
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup broke")
+
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+
+@pytest.mark.claim(id="Z1", source="[Z] Fig. 1")
+@pytest.mark.parametrize("setting", ["digits-mlp", pytest.param(
+    "synthetic16-cnn", marks=pytest.mark.xfail(strict=True, reason="measured 0.3 < 0.5"))])
+def test_z1(setting, record_evidence):
+    ev = record_evidence(evidence("Z1", setting, 0.9 if setting == "digits-mlp" else 0.3))
+    assert ev.passed, ev.explain()
+
+
+@pytest.mark.claim(id="Z2", source="[Z] Tab. 2")
+@pytest.mark.parametrize("setting", ["made-up"])
+def test_z2_fails(setting, record_evidence):
+    ev = record_evidence(evidence("Z2", setting, float("nan")))
+    assert ev.passed, ev.explain()
+
+
+@pytest.mark.claim(id="Z3", source="[Z]")
+@pytest.mark.parametrize("size", ["big"])
+def test_z3_errors_in_setup(size, broken_setup):
+    pass
+
+
+@pytest.mark.claim(id="Z4", source="[Z]")
+@pytest.mark.skip(reason="no data here")
+def test_z4_skipped():
+    pass
+
+
+@pytest.mark.claim(id="Z5", source="[Z]")
+def test_z5_errors_in_teardown(broken_teardown, record_evidence):
+    record_evidence(evidence("Z5", "digits-mlp", 0.2))
+    record_evidence(evidence("Z5", "digits-mlp", 0.9))
+
+
+@pytest.mark.claim(id="Z6", source="[Z]")
+@pytest.mark.xfail(strict=False, reason="may not reproduce")
+def test_z6_xpasses(record_evidence):
+    assert record_evidence(evidence("Z6", "synthetic16-cnn", 0.9)).passed
+
+
+@pytest.mark.claim(id="Z7", source="[Z]")
+@pytest.mark.xfail(strict=True, reason="said not to reproduce")
+def test_z7_xpasses_strictly():
+    pass
+
+
+@pytest.mark.claim(id="Z8", source="[Z]")
+def test_z8_lacks_a_fixture(no_such_fixture):
+    pass
+
+
+def test_not_a_claim(record_property):
+    record_property("evidence", {"not": "a claim"})
+'''
+
+FIELDS = ("claim", "source", "setting", "outcome", "skip_reason", "message")
+Z1_FAIL = "AssertionError: Z1 FAIL on synthetic16-cnn over 3 seeds [0, 1, 2]"
+# nodeid -> (claim, source, setting, outcome, skip_reason, message), verdict of the evidence, earlier verdicts
+EXPECTED = {
+    "test_claims.py::test_z1[digits-mlp]": (("Z1", "[Z] Fig. 1", "digits-mlp", "passed", None, None), "PASS", []),
+    "test_claims.py::test_z1[synthetic16-cnn]": (
+        ("Z1", "[Z] Fig. 1", "synthetic16-cnn", "xfailed", "measured 0.3 < 0.5", Z1_FAIL), "FAIL", []),
+    "test_claims.py::test_z2_fails[made-up]": (
+        ("Z2", "[Z] Tab. 2", "made-up", "failed", None, "AssertionError: Z2 FAIL on made-up over 3 seeds [0, 1, 2]"),
+        "FAIL", []),
+    "test_claims.py::test_z3_errors_in_setup[big]": (
+        ("Z3", "[Z]", "big", "error", None, "RuntimeError: setup broke"), None, []),
+    "test_claims.py::test_z4_skipped": (("Z4", "[Z]", None, "skipped", "no data here", None), None, []),
+    "test_claims.py::test_z5_errors_in_teardown": (
+        ("Z5", "[Z]", "digits-mlp", "error", None, "RuntimeError: teardown broke"), "PASS", ["FAIL"]),
+    "test_claims.py::test_z6_xpasses": (("Z6", "[Z]", "synthetic16-cnn", "xpassed", "may not reproduce", None),
+                                        "PASS", []),
+    "test_claims.py::test_z7_xpasses_strictly": (
+        ("Z7", "[Z]", None, "failed", None, "[XPASS(strict)] said not to reproduce"), None, []),
+    "test_claims.py::test_z8_lacks_a_fixture": (
+        ("Z8", "[Z]", None, "error", None, "fixture 'no_such_fixture' not found"), None, []),
+}
+
+
+@pytest.fixture
+def session(pytester, tmp_path, monkeypatch):
+    """``session(*args, render="ok")``: a subprocess pytest run of the claim tests, reporting into tmp_path/report.
+
+    A subprocess each: torch does not survive being imported twice in one interpreter.
+    """
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest(CONFTEST)
+    markers = "\n    ".join(INI["markers"])
+    pytester.makeini(f"[pytest]\naddopts = {shlex.join(INI['addopts'])}\nmarkers =\n    {markers}\n")
+    pytester.makepyfile(test_claims=CLAIM_TESTS)
+    # Plugins the sessions do not need are left out: each costs import time in every process.
+    quiet = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
+
+    def run(*args: str, render: str = "ok") -> pytest.RunResult:
+        monkeypatch.setenv("RENDER", render)
+        return pytester.runpytest_subprocess(*quiet, f"--runs-dir={tmp_path / 'runs'}",
+                                             f"--report-dir={tmp_path / 'report'}", *args)
+
+    return run
+
+
+@pytest.mark.parametrize("args", [("-p", "no:xdist"), ("-n", "2")], ids=["serial", "xdist"])
+def test_results_json_records_every_claim_test_and_the_terminal_shows_them(session, tmp_path, args):
+    result = session(*args)
+    result.assert_outcomes(passed=3, failed=2, errors=3, skipped=1, xfailed=1, xpassed=1)
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+
+    records = sorted(results["claims"], key=lambda r: r["nodeid"])  # xdist runs them in any order
+    assert [r["nodeid"] for r in records] == sorted(EXPECTED)
+    for record in records:
+        fields, verdict, earlier = EXPECTED[record["nodeid"]]
+        assert tuple(record[f] for f in FIELDS) == fields, record["nodeid"]
+        assert (record["evidence"] or {}).get("verdict") == verdict, record["nodeid"]
+        assert [ev["verdict"] for ev in record["evidence_more"]] == earlier, record["nodeid"]
+        assert record["duration_s"] >= 0
+    z2 = next(r for r in records if r["claim"] == "Z2")["evidence"]
+    assert z2["marker"] == {"id": "Z2", "source": "[Z] Tab. 2"} and math.isnan(z2["criteria"][0]["value"])
+
+    assert results["schema_version"] == plugin.RESULTS_SCHEMA_VERSION == 2
+    assert results["summary"] == {"passed": 1, "failed": 2, "xfailed": 1, "xpassed": 1, "skipped": 1, "error": 3}
+    assert results["git"] == {"commit": None, "dirty": None}  # the pytester folder is no git checkout
+    assert results["command"][0] == "pytest" and f"--report-dir={tmp_path / 'report'}" in results["command"]
+    assert results["duration_s"] > 0 and results["created"].endswith("+00:00")
+    assert results["machine"]["device"] == str(resolve_device("auto"))
+    assert {"torch", "numpy", "scipy", "python", "cpu_count", "cuda"} <= set(results["machine"])
+    assert results["options"] == {"runs_dir": str(tmp_path / "runs"), "data_root": results["options"]["data_root"],
+                                  "device": "auto", "seeds": None, "seed_offset": 0,
+                                  "markexpr": "not gpu and not slow"}
+    # Settings: the registered ones the records ran on ("made-up" and "big" are not settings).
+    assert set(results["settings"]) == {"digits-mlp", "synthetic16-cnn"}
+    digits = results["settings"]["digits-mlp"]
+    assert digits["cache_key"] == settings.get("digits-mlp").cache_key() and digits["tier"] == "smoke"
+    assert results["catalog"] == {"Z1": {"id": "Z1", "title": "claim Z1"}, "Z2": {"id": "Z2", "title": "claim Z2"}}
+    # The renderer got the whole document.
+    assert (tmp_path / "report" / "index.html").read_text().split() == sorted(results)
+
+    result.stdout.fnmatch_lines_random([
+        "claim *setting *statistic *verdict *test",
+        "Z1 *digits-mlp *score 0.9 [[]lower 0.8[]] >= 0.5 *PASS *passed",
+        "Z1 *synthetic16-cnn *score 0.3 [[]lower 0.2[]] >= 0.5 *FAIL *xfailed",
+        "Z2 *made-up *score nan [[]lower nan[]] >= 0.5 *FAIL *failed",
+        "Z3 *big *RuntimeError: setup broke *- *error",
+        "Z4 *- *no data here *- *skipped",
+        "Z8 *- *fixture 'no_such_fixture' not found *- *error",
+        f"results: {tmp_path / 'report' / 'results.json'}",
+        f"report: {tmp_path / 'report' / 'index.html'}, {tmp_path / 'report' / 'summary.md'}",
+    ])
+    assert "not_a_claim" not in json.dumps(results) and result.stdout.str().count("claim verdicts") == 1
+
+
+def test_a_failing_renderer_keeps_results_json_and_the_exit_status(session, tmp_path):
+    result = session("-p", "no:xdist", "-k", "z1", render="raise")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["results: *results.json",
+                                 "report: WARNING, not rendered (RuntimeError: renderer broke); "
+                                 "results.json is complete"])
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert [r["outcome"] for r in results["claims"]] == ["passed", "xfailed"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["results.json"]  # no temporary file left
+
+
+def test_render_reports_a_missing_renderer_as_its_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "reports.render", None)  # its import now fails, as before render.py exists
+    assert plugin.render({}, tmp_path) == ({}, "ModuleNotFoundError: import of reports.render halted; "
+                                               "None in sys.modules")
+
+
+def test_setting_is_the_setting_argument_else_the_parametrize_id():
+    assert plugin.setting_of({"setting": "digits-mlp"}, "digits-mlp") == "digits-mlp"
+    assert plugin.setting_of({"setting": settings.get("synthetic16-cnn")}, "s0") == "synthetic16-cnn"
+    assert plugin.setting_of({"size": 3}, "3") == "3"
+    assert plugin.setting_of({}, None) is None
+
+
+def test_git_info_is_null_outside_a_checkout_and_without_git(tmp_path, monkeypatch):
+    assert plugin.git_info(tmp_path) == {"commit": None, "dirty": None}
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git executable to be found
+    assert plugin.git_info(ROOT) == {"commit": None, "dirty": None}
+
+
+def test_write_json_atomic_replaces_the_file_and_keeps_nan(tmp_path):
+    path = tmp_path / "out" / "results.json"
+    plugin.write_json_atomic(path, {"x": 1})
+    plugin.write_json_atomic(path, {"x": float("nan"), "y": [float("inf")]})
+    loaded = json.loads(path.read_text())
+    assert math.isnan(loaded["x"]) and loaded["y"] == [math.inf]
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]
+
+
+def test_sections_keep_only_known_settings_and_catalogued_claims(monkeypatch):
+    assert list(plugin.settings_section(["digits-mlp", "nope", "digits-mlp"])) == ["digits-mlp"]
+    info = types.SimpleNamespace(to_dict=lambda: {"id": "T1"})
+    monkeypatch.setitem(sys.modules, "harness.catalog", types.SimpleNamespace(CATALOG={"T1": info}))
+    assert plugin.catalog_section(["T1", "X9", "T1"]) == {"T1": {"id": "T1"}}
+    monkeypatch.setitem(sys.modules, "harness.catalog", None)  # the catalog not written yet
+    assert plugin.catalog_section(["T1"]) == {}
+
+
+def test_headline_shows_the_first_failing_criterion_and_its_compared_bound():
+    criteria = [{"name": "a", "estimate": 0.9, "threshold": 0.5, "direction": ">=", "ci": None, "passed": True,
+                 "value": 0.9},
+                {"name": "b", "estimate": 0.2, "threshold": 0.1, "direction": "<=", "ci": [0.1, 0.3], "passed": False,
+                 "value": 0.3}]
+    assert plugin.headline({"criteria": criteria}) == "b 0.2 [upper 0.3] <= 0.1"
+    assert plugin.headline({"criteria": criteria[:1]}) == "a 0.9 >= 0.5"
