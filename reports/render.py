@@ -1,0 +1,617 @@
+"""Render a ``results.json`` as a self-contained HTML page, a Markdown summary and PNG figures.
+
+Pure functions of the results dict (``reports/SCHEMA.md``, version 2): :func:`render_html` (one
+``index.html``: inline CSS, figures as base64 PNG data URIs, no scripts, no external URLs),
+:func:`render_markdown` (``summary.md``) and :func:`write_report` (both, plus ``figures/*.png``).
+
+Both documents hold the same content: a header (time, command, commit, machine, duration, counts),
+a verdict table with one row per claim record (its headline criterion: the first failing one of a
+FAIL, else the first) and one card per record, ordered by claim id then setting, with the
+statement and decision from ``results["catalog"]`` when the file has one, every criterion, the
+scalar details and the figures of ``evidence["details"]["figures"]`` (:mod:`reports.figspec`).
+
+Schema version 1 (session 1's plugin) is rendered best effort: its records get their claim, source and
+setting from the evidence (and its marker) or the test's node id, outcomes ``xfail``/``xpass`` become
+``xfailed``/``xpassed``; the header lacks what version 1 did not record. Other versions are refused.
+
+Command line::
+
+    python -m reports.render reports/out/latest            # a folder holding results.json, or the file
+    python -m reports.render results.json --out report/    # default --out: the folder of results.json
+
+Exit status 0 on success, 2 for a missing, unreadable or invalid file or an unsupported version,
+1 when the report cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+from reports import plots
+from reports.figspec import FIGURES_KEY
+
+SCHEMA_VERSION = 2
+RESULTS_NAME = "results.json"
+HTML_NAME = "index.html"
+MARKDOWN_NAME = "summary.md"
+FIGURES_DIR = "figures"
+OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped", "error")  # pytest's summary order
+_V1_OUTCOMES = {"xfail": "xfailed", "xpass": "xpassed"}
+MAX_DETAIL_LIST = 12  # numeric lists up to this length (per-seed values) are shown among the details
+MAX_TABLE_NOTE = 160  # characters of a skip reason or error message in the verdict table; the card has it all
+DIRECTIONS = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}
+TABLE_HEADER = ("claim", "source", "setting", "statistic", "source number", "our estimate [CI]", "threshold",
+                "verdict", "test")
+CRITERIA_HEADER = ("criterion", "estimate", "CI", "compared value", "threshold", "result")
+
+__all__ = ["SCHEMA_VERSION", "Verdict", "draw_figures", "load_results", "main", "render_html", "render_markdown",
+           "upgrade", "verdict", "write_report"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_results(path: Path) -> tuple[dict, Path]:
+    """Read a results.json (or the one in a folder), upgraded to the current schema.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file, or a folder containing ``results.json``.
+
+    Returns
+    -------
+    results : dict
+    file : pathlib.Path
+        The file read.
+
+    Raises
+    ------
+    ValueError
+        Missing or unreadable file, invalid JSON, not a results file, or an unsupported schema version.
+    """
+    path = Path(path)
+    file = path / RESULTS_NAME if path.is_dir() else path
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{file}: no such file (expected a {RESULTS_NAME} or a folder containing one)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file}: cannot read it ({exc})") from None
+    try:
+        results = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file}: not valid JSON ({exc})") from None
+    try:
+        return upgrade(results), file
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from None
+
+
+def upgrade(results: dict) -> dict:
+    """The results in the current schema (version 2); version 1 best effort, others refused.
+
+    Raises
+    ------
+    ValueError
+        Not a results object, or a schema version other than 1 and 2.
+    """
+    if not isinstance(results, dict) or "schema_version" not in results:
+        raise ValueError("not a results file: expected a JSON object with 'schema_version' and 'claims'")
+    version = results["schema_version"]
+    if version not in (1, SCHEMA_VERSION):
+        raise ValueError(f"unsupported schema_version {version!r}: this renderer reads version {SCHEMA_VERSION} "
+                         "(and version 1 best effort); render it with the reports.render of its commit")
+    claims = results.get("claims")
+    if not isinstance(claims, list) or not all(isinstance(r, dict) for r in claims):
+        raise ValueError(f"not a results file: 'claims' must be a list of objects, got {str(claims)[:80]}")
+    if version == SCHEMA_VERSION:
+        return results
+    return {**results, "schema_version": SCHEMA_VERSION, "claims": [_upgrade_record(r) for r in claims]}
+
+
+def _upgrade_record(record: dict) -> dict:
+    """A version-1 claim record with the fields version 2 added, recovered where the record allows."""
+    evidence = record.get("evidence") or {}
+    nodeid = record.get("nodeid", "")
+    test = re.search(r"::test_([a-z]+\d+)_", nodeid)  # claim tests are named test_<id>_...
+    param = re.search(r"\[(.*)\]$", nodeid)
+    return {"claim": evidence.get("claim") or (test and test.group(1).upper()),
+            "source": (evidence.get("marker") or {}).get("source"),
+            "setting": evidence.get("setting") or (param and param.group(1)), "message": None, **record,
+            "outcome": _V1_OUTCOMES.get(record.get("outcome"), record.get("outcome"))}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Content shared by the HTML and Markdown documents (plain text; each document escapes it)
+
+
+class Verdict(NamedTuple):
+    """How a claim record reads in the report."""
+
+    label: str  # "PASS", "FAIL", "does not reproduce (xfail)", or the test outcome when there is no evidence
+    css: str  # one of "pass", "fail", "xfail", "skip", "error"
+    note: str  # the skip/xfail reason or the failure message; "" when none
+
+
+class Card(NamedTuple):
+    """One claim record with its anchor (HTML id, figure file prefix) and its figures."""
+
+    record: dict
+    anchor: str
+    figures: list[tuple[str, dict]]  # (file name, figure spec)
+
+
+def verdict(record: dict) -> Verdict:
+    """The verdict of one claim record: the evidence's, except that a strict xfail is a non-reproduction.
+
+    Parameters
+    ----------
+    record : dict
+        One entry of ``results["claims"]``.
+    """
+    evidence, outcome = record.get("evidence") or {}, record.get("outcome")
+    note = record.get("skip_reason") or record.get("message") or ""
+    if evidence.get("verdict") == "FAIL" and outcome == "xfailed":
+        return Verdict("does not reproduce (xfail)", "xfail", note)
+    if evidence.get("verdict") in ("PASS", "FAIL"):
+        return Verdict(evidence["verdict"], evidence["verdict"].lower(), note)
+    css = {"skipped": "skip", "error": "error", "failed": "fail", "xfailed": "xfail"}.get(outcome, "skip")
+    return Verdict(str(outcome or "no outcome"), css, note)
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that orders "N2" before "N10"."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+
+
+def _cards(results: dict) -> list[Card]:
+    """The records ordered by claim id, then setting, then run order; anchors unique."""
+    order = sorted(enumerate(results["claims"]), key=lambda ir: (
+        ir[1].get("claim") is None, _natural(str(ir[1].get("claim") or "")),
+        _natural(str(ir[1].get("setting") or "")), ir[0]))
+    cards, seen = [], set()
+    for _, record in order:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{record.get('claim') or ''}-{record.get('setting') or ''}")
+        base = base.strip("-.") or "record"
+        anchor = next(a for a in (base, *(f"{base}-{k}" for k in range(2, len(order) + 2))) if a not in seen)
+        seen.add(anchor)
+        details = (record.get("evidence") or {}).get("details")
+        specs = details.get(FIGURES_KEY) if isinstance(details, dict) else None
+        figures = [(f"{anchor}-{j}.png", spec) for j, spec in enumerate(specs or [], 1)]
+        cards.append(Card(record, anchor, figures))
+    return cards
+
+
+def _num(x) -> str:
+    """A number for people: 5 significant digits (as the terminal table), NaN/inf spelled out, None as a dash."""
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "NaN"
+        return f"{x:.5g}" if math.isfinite(x) else ("∞" if x > 0 else "−∞")
+    return str(x)
+
+
+def _ci(criterion: dict) -> str:
+    """'[lo, hi] (95%)', or '' when the criterion has no interval."""
+    ci, level = criterion.get("ci"), criterion.get("level")
+    if not isinstance(ci, list) or len(ci) != 2:
+        return ""
+    suffix = f" ({level:.0%})" if isinstance(level, (int, float)) and math.isfinite(level) else ""
+    return f"[{_num(ci[0])}, {_num(ci[1])}]{suffix}"
+
+
+def _threshold(criterion: dict) -> str:
+    direction = criterion.get("direction", "")
+    return f"{DIRECTIONS.get(direction, direction)} {_num(criterion.get('threshold'))}"
+
+
+def _passed(criterion: dict) -> bool:
+    # Version-1 files hold some booleans as the strings "True"/"False" (numpy bools written with default=str).
+    return criterion.get("passed") in (True, "True")
+
+
+def _headline(evidence: dict) -> dict | None:
+    """The criterion that explains a verdict: the first failing one, else the first."""
+    criteria = evidence.get("criteria") or []
+    return next((c for c in criteria if not _passed(c)), criteria[0] if criteria else None)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _table_row(card: Card, catalog: dict | None) -> list[str]:
+    """The verdict-table cells of one record, in TABLE_HEADER order."""
+    record = card.record
+    evidence = record.get("evidence") or {}
+    entry = _catalog_entry(catalog, record)
+    main = _headline(evidence)
+    v = verdict(record)
+    shown = f"{v.label}: {_shorten(v.note, MAX_TABLE_NOTE)}" if v.note and not evidence else v.label
+    return [str(record.get("claim") or "?"), record.get("source") or entry.get("source") or "",
+            str(record.get("setting") or ""), main["name"] if main else "—",
+            entry.get("reference") or evidence.get("source") or "",
+            f"{_num(main.get('estimate'))} {_ci(main)}".strip() if main else "—",
+            _threshold(main) if main else "—", shown, str(record.get("outcome") or "")]
+
+
+def _criteria_rows(evidence: dict) -> list[tuple[list[str], bool]]:
+    """(cells in CRITERIA_HEADER order, passed) for every criterion of the evidence."""
+    return [([c.get("name", ""), _num(c.get("estimate")), _ci(c) or "—", _num(c.get("value")), _threshold(c),
+              "PASS" if _passed(c) else "FAIL"], _passed(c)) for c in evidence.get("criteria") or []]
+
+
+def _compact(value) -> str:
+    """A setting field or a detail value on one line."""
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_compact, value)) + "]"
+    return _num(value)
+
+
+def _seeds(seeds: list) -> str:
+    """'0–4 (5 seeds)' for a run of consecutive seeds, else the list."""
+    if len(seeds) > 2 and all(isinstance(s, int) for s in seeds) and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]} ({len(seeds)} seeds)"
+    return ", ".join(map(str, seeds))
+
+
+def _setting_summary(name: str, setting: dict | None) -> str:
+    """'name: description; dataset: k=v, ...; model: ...; recipe: ...' from results["settings"][name]."""
+    if not isinstance(setting, dict):
+        return name
+    parts = [name + (f": {setting['description']}" if setting.get("description") else "")]
+    for part in ("dataset", "model", "recipe"):
+        fields = setting.get(part)
+        if isinstance(fields, dict):
+            parts.append(f"{part}: " + ", ".join(f"{k}={_compact(v)}" for k, v in fields.items() if v is not None))
+    extra = [f"{k} {setting[k]}" for k in ("tier", "n_seeds", "cache_key") if setting.get(k) is not None]
+    return "; ".join(parts + ([", ".join(extra)] if extra else []))
+
+
+def _catalog_entry(catalog: dict | None, record: dict) -> dict:
+    """The catalog's entry for the record's claim; {} when the file has no catalog or no such entry."""
+    entry = catalog.get(record.get("claim")) if isinstance(catalog, dict) else None
+    return entry if isinstance(entry, dict) else {}
+
+
+def _card_title(card: Card, results: dict) -> str:
+    """'T1 · digits-mlp — <catalog title>'."""
+    record = card.record
+    title = " · ".join(str(t) for t in (record.get("claim") or "?", record.get("setting")) if t)
+    entry = _catalog_entry(results.get("catalog"), record)
+    return title + (f" — {entry['title']}" if entry.get("title") else "")
+
+
+def _card_fields(card: Card, results: dict) -> list[tuple[str, str]]:
+    """(label, text) pairs describing a record, empty ones left out."""
+    record = card.record
+    evidence = record.get("evidence") or {}
+    entry = _catalog_entry(results.get("catalog"), record)
+    setting = record.get("setting")
+    deviations = entry.get("deviations") or ""
+    duration = record.get("duration_s")
+    test = [str(record.get("outcome") or ""), f"{duration:.2f} s" if isinstance(duration, (int, float)) else "",
+            record.get("nodeid") or ""]
+    fields = [("statement", entry.get("statement") or ""),
+              ("source", record.get("source") or entry.get("source") or ""),
+              ("source number", entry.get("reference") or evidence.get("source") or ""),
+              ("decision", entry.get("decision") or ""),
+              ("setup", _setting_summary(setting, (results.get("settings") or {}).get(setting)) if setting else ""),
+              ("seeds", _seeds(evidence["seeds"]) if evidence.get("seeds") else ""),
+              ("deviations", "; ".join(deviations) if isinstance(deviations, list) else str(deviations)),
+              ("test", ", ".join(t for t in test if t)),
+              ("reason", record.get("skip_reason") or ""),
+              ("message", record.get("message") or "")]
+    return [(label, text) for label, text in fields if text]
+
+
+def _detail_items(evidence: dict) -> list[tuple[str, str]]:
+    """The evidence's scalar details and short numeric lists (per-seed values), as (key, text)."""
+    details = evidence.get("details")
+    items = []
+    for key, value in (details.items() if isinstance(details, dict) else ()):
+        short_list = (isinstance(value, list) and len(value) <= MAX_DETAIL_LIST
+                      and all(isinstance(v, (int, float)) or v is None for v in value))
+        if key != FIGURES_KEY and (short_list or isinstance(value, (str, int, float, bool))):
+            items.append((str(key), _compact(value)))
+    return items
+
+
+def _counts(results: dict) -> str:
+    """'20 passed, 2 xfailed' from the session summary, or counted from the records when absent."""
+    summary, prefix = results.get("summary"), ""
+    if not isinstance(summary, dict):
+        summary = {o: sum(r.get("outcome") == o for r in results["claims"]) for o in OUTCOMES}
+        prefix = f"{len(results['claims'])} claim records: "
+    return prefix + (", ".join(f"{n} {o}" for o, n in summary.items() if n) or "none")
+
+
+def _header_items(results: dict) -> list[tuple[str, str]]:
+    """(label, text) pairs of the report header; fields the file lacks are left out."""
+    command = results.get("command")
+    git = results.get("git") or {}
+    machine = results.get("machine") or {}
+    options = results.get("options") or {}
+    duration = results.get("duration_s")
+    commit = git.get("commit")
+    versions = ", ".join(f"{k} {machine[k]}" for k in ("python", "torch", "numpy", "scipy") if machine.get(k))
+    hardware = [machine.get("platform"), f"{machine['cpu_count']} CPUs" if machine.get("cpu_count") else None,
+                f"device {machine['device']}" if machine.get("device") else None, machine.get("cuda"), versions]
+    items = [("created", str(results.get("created") or "")),
+             ("command", shlex.join(map(str, command)) if isinstance(command, list) else str(command or "")),
+             ("git commit", f"{commit}{' (dirty)' if git.get('dirty') else ''}" if commit else ""),
+             ("machine", "; ".join(h for h in hardware if h)),
+             ("options", ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)),
+             ("duration", f"{duration:.1f} s" if isinstance(duration, (int, float)) else ""),
+             ("results", _counts(results))]
+    return [(label, text) for label, text in items if text]
+
+
+def draw_figures(results: dict) -> dict[str, bytes | str]:
+    """Every figure of the report: file name -> PNG bytes, or why it could not be drawn (str).
+
+    A bad figure spec costs its figure, never the report.
+    """
+    drawn = {}
+    for card in _cards(upgrade(results)):
+        for name, spec in card.figures:
+            try:
+                drawn[name] = plots.png_bytes(spec)
+            except ValueError as exc:
+                drawn[name] = str(exc)
+    return drawn
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+:root{--pass:#176f2c;--pass-bg:#e2f3e6;--fail:#b3261e;--fail-bg:#fbe3e1;--xfail:#7d5200;--xfail-bg:#ffefc7;
+--skip:#5f6368;--skip-bg:#eceef1;--line:#d0d7de}
+*{print-color-adjust:exact;-webkit-print-color-adjust:exact}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1f2328;
+max-width:1280px;margin:1.5rem auto;padding:0 1rem}
+h1{font-size:1.5rem;margin:0 0 .6rem}h2{font-size:1.2rem;border-bottom:1px solid var(--line);margin:2rem 0 .6rem}
+h3{font-size:1.05rem;margin:0 0 .5rem}
+a{color:#0b57d0}
+table{border-collapse:collapse;width:100%;font-size:13px;margin:.5rem 0}
+th,td{border:1px solid var(--line);padding:.25rem .45rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{font-variant-numeric:tabular-nums;white-space:nowrap}td.nw{white-space:nowrap}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .9rem;margin:.4rem 0}
+dt{color:#57606a}dd{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
+.v{font-weight:600}.pass{color:var(--pass);background:var(--pass-bg)}.fail{color:var(--fail);background:var(--fail-bg)}
+.xfail{color:var(--xfail);background:var(--xfail-bg)}.skip{color:var(--skip);background:var(--skip-bg)}
+.error{color:var(--fail);background:var(--fail-bg);font-style:italic}
+.badge{display:inline-block;padding:.05rem .5rem;border-radius:.7rem;font-size:12px;margin-right:.4rem}
+.card{border:1px solid var(--line);border-left:6px solid var(--skip);border-radius:6px;padding:.8rem 1rem;
+margin:1rem 0;break-inside:avoid}
+.card.c-pass{border-left-color:var(--pass)}.card.c-fail,.card.c-error{border-left-color:var(--fail)}
+.card.c-xfail{border-left-color:var(--xfail)}
+.card table{width:auto}figure{margin:0}
+.figures{display:flex;flex-wrap:wrap;gap:.6rem;margin-top:.5rem}.figures img{max-width:100%;height:auto}
+.figerr{color:var(--fail)}.top{font-size:12px;float:right}
+@media print{body{max-width:none;margin:0;font-size:11px}a{color:inherit;text-decoration:none}.top{display:none}}
+"""
+
+
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
+def _dl(items: list[tuple[str, str]]) -> str:
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def _thead(header) -> str:
+    return "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>"
+
+
+def _html_verdict_table(cards: list[Card], catalog: dict | None) -> str:
+    rows = []
+    for card in cards:
+        cells = _table_row(card, catalog)
+        css = ["nw", "", "nw", "", "", "num", "num", f"v {verdict(card.record).css}", ""]
+        tds = [f'<td class="{c}">{_e(t)}</td>' if c else f"<td>{_e(t)}</td>" for t, c in zip(cells, css)]
+        tds[0] = f'<td class="nw"><a href="#{_e(card.anchor)}">{_e(cells[0])}</a></td>'
+        rows.append("<tr>" + "".join(tds) + "</tr>")
+    return f'<table id="verdicts">{_thead(TABLE_HEADER)}<tbody>' + "".join(rows) + "</tbody></table>"
+
+
+def _html_figure(name: str, spec: dict, drawn: bytes | str) -> str:
+    if isinstance(drawn, str):
+        return f'<p class="figerr">figure {_e(name)} not drawn: {_e(drawn)}</p>'
+    title = spec.get("title", name) if isinstance(spec, dict) else name
+    data = base64.b64encode(drawn).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(title)}"></figure>'
+
+
+def _html_card(card: Card, results: dict, figures: Mapping[str, bytes | str]) -> str:
+    record = card.record
+    evidence = record.get("evidence") or {}
+    v = verdict(record)
+    parts = [f'<article class="card c-{v.css}" id="{_e(card.anchor)}"><a class="top" href="#verdicts">↑ table</a>',
+             f'<h3><span class="badge v {v.css}">{_e(v.label)}</span>{_e(_card_title(card, results))}</h3>',
+             _dl(_card_fields(card, results))]
+    criteria = _criteria_rows(evidence)
+    if criteria:
+        rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells[:1])
+                       + "".join(f'<td class="num">{_e(c)}</td>' for c in cells[1:-1])
+                       + f'<td class="v {"pass" if ok else "fail"}">{_e(cells[-1])}</td></tr>'
+                       for cells, ok in criteria)
+        parts.append(f"<table>{_thead(CRITERIA_HEADER)}<tbody>{rows}</tbody></table>")
+    details = _detail_items(evidence)
+    if details:
+        parts.append("<details open><summary>details</summary>" + _dl(details) + "</details>")
+    if card.figures:
+        parts.append('<div class="figures">' + "".join(_html_figure(n, s, figures[n]) for n, s in card.figures)
+                     + "</div>")
+    return "".join(parts) + "</article>"
+
+
+def render_html(results: dict, *, figures: Mapping[str, bytes | str] | None = None) -> str:
+    """The report as one self-contained HTML page (inline CSS, embedded PNGs, no scripts, no URLs).
+
+    Parameters
+    ----------
+    results : dict
+        A results.json object (schema version 2, or 1 best effort).
+    figures : mapping of str to bytes or str, optional
+        :func:`draw_figures` of these results, when already drawn (as :func:`write_report` does).
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    results = upgrade(results)
+    cards = _cards(results)
+    figures = draw_figures(results) if figures is None else figures
+    created = results.get("created") or ""
+    body = ["<header><h1>ensemble-claims: claim verdicts</h1>", _dl(_header_items(results)), "</header>",
+            "<section><h2>Verdicts</h2>", _html_verdict_table(cards, results.get("catalog")), "</section>",
+            "<section><h2>Claims</h2>", *(_html_card(c, results, figures) for c in cards), "</section>"]
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>ensemble-claims report {_e(created)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md(text) -> str:
+    """Text safe in a GitHub Markdown table cell or paragraph: one line, no raw HTML, pipes escaped."""
+    # Escaping & and < is enough to keep tags out; ">" stays readable in the raw file.
+    return " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace("|", r"\|")
+
+
+def _md_table(header, rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(map(_md, header)) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(_md, row)) + " |" for row in rows)]
+
+
+def _md_card(card: Card, results: dict, figure_paths: Mapping[str, str]) -> list[str]:
+    record = card.record
+    evidence = record.get("evidence") or {}
+    lines = [f"### {_md(_card_title(card, results))}", "", f"**{_md(verdict(record).label)}**", ""]
+    lines += [f"- **{_md(k)}:** {_md(v)}" for k, v in _card_fields(card, results)] + [""]
+    criteria = _criteria_rows(evidence)
+    if criteria:
+        lines += _md_table(CRITERIA_HEADER, [cells for cells, _ in criteria]) + [""]
+    details = _detail_items(evidence)
+    if details:
+        lines += ["Details: " + "; ".join(f"{_md(k)} = {_md(v)}" for k, v in details), ""]
+    for name, spec in card.figures:
+        title = spec.get("title", name) if isinstance(spec, dict) else name
+        lines += [f"![{_md(title)}]({figure_paths[name]})" if name in figure_paths
+                  else f"*Figure: {_md(title)} (in {HTML_NAME})*", ""]
+    return lines
+
+
+def render_markdown(results: dict, figure_paths: Mapping[str, str] | None = None) -> str:
+    """The report as GitHub Markdown (``summary.md``).
+
+    Parameters
+    ----------
+    results : dict
+        A results.json object (schema version 2, or 1 best effort).
+    figure_paths : mapping of str to str, optional
+        Figure file name (as :func:`draw_figures` names them) -> relative path of its PNG, e.g.
+        ``{"T1-digits-mlp-1.png": "figures/T1-digits-mlp-1.png"}``; figures without one are named only.
+
+    Returns
+    -------
+    str
+    """
+    results = upgrade(results)
+    cards = _cards(results)
+    catalog = results.get("catalog")
+    lines = ["# ensemble-claims: claim verdicts", ""]
+    lines += [f"- **{_md(k)}:** {_md(v)}" for k, v in _header_items(results)] + ["", "## Verdicts", ""]
+    lines += _md_table(TABLE_HEADER, [_table_row(c, catalog) for c in cards]) + ["", "## Claims", ""]
+    for card in cards:
+        lines += _md_card(card, results, figure_paths or {})
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files and command line
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    """Write through a temporary file and a rename, so a reader never sees a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
+    """Write ``index.html``, ``summary.md`` and ``figures/*.png`` into out_dir.
+
+    Parameters
+    ----------
+    results : dict
+        A results.json object (schema version 2, or 1 best effort).
+    out_dir : pathlib.Path
+        Created when missing; files of the same names are replaced.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Path relative to out_dir (``"index.html"``, ``"summary.md"``, ``"figures/<name>.png"``) -> written file.
+    """
+    results = upgrade(results)
+    out_dir = Path(out_dir)
+    figures = draw_figures(results)
+    pngs = {name: png for name, png in figures.items() if isinstance(png, bytes)}
+    (out_dir / FIGURES_DIR if pngs else out_dir).mkdir(parents=True, exist_ok=True)
+    written = {f"{FIGURES_DIR}/{name}": _write_atomic(out_dir / FIGURES_DIR / name, png) for name, png in pngs.items()}
+    markdown = render_markdown(results, {name: f"{FIGURES_DIR}/{name}" for name in pngs})
+    written[MARKDOWN_NAME] = _write_atomic(out_dir / MARKDOWN_NAME, markdown.encode("utf-8"))
+    written[HTML_NAME] = _write_atomic(out_dir / HTML_NAME, render_html(results, figures=figures).encode("utf-8"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reports.render PATH [--out DIR]``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m reports.render",
+                                     description="Render a results.json as index.html, summary.md and figures/.")
+    parser.add_argument("path", type=Path, help=f"a {RESULTS_NAME}, or a folder containing one")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: the folder of {RESULTS_NAME})")
+    args = parser.parse_args(argv)
+    try:
+        results, file = load_results(args.path)
+    except ValueError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    out_dir = args.out or file.parent
+    try:
+        written = write_report(results, out_dir)
+    except OSError as exc:
+        print(f"{parser.prog}: error: cannot write the report into {out_dir}: {exc}", file=sys.stderr)
+        return 1
+    html_file, n_figures = written[HTML_NAME], len(written) - 2
+    print(f"{html_file} ({html_file.stat().st_size / 1024:.0f} KiB), {written[MARKDOWN_NAME]}, {n_figures} figures"
+          + (f" in {out_dir / FIGURES_DIR}" if n_figures else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
