@@ -14,7 +14,21 @@ N1  Accuracy rises with ensemble size with diminishing returns, then plateaus; B
     is at most 0.25 x the first; Brier(K) < Brier(1) and NLL(K) < NLL(1). The curves are saved
     in the evidence for the report's accuracy/Brier/NLL-vs-size figure beside the [WB] numbers.
 
-Bootstrap over seeds: a resample of seeds (with replacement) holds fewer distinct runs than S
+N2  An ensemble of independent runs beats weight averaging and subspace ensembles of one run
+    ([Fort] Sec. 5: ensembling gives the largest gain). Decision: the mean ensemble of the S runs
+    has higher test accuracy and lower Brier score than the best, over the runs, of each run's
+    weight average (WA, of its late checkpoints) and of each sampler's subspace ensemble (the mean
+    of a run's samples at ensemble scales), and than the best single run: twelve comparisons, all
+    must hold. Comparing with the best run's comparator needs no interval: it is a worst case over
+    all seeds. The last pair is ours, not the catalog's: without it, an "ensemble" of copies of one
+    run passes wherever WA and subspace ensembles are worse than a single run (they are on
+    synthetic16-cnn: the negative control found it), and the claim is about a gain from ensembling.
+N3  Subspace sampling and ensembling are complementary; the extra gain shrinks as ensembles grow
+    ([Fort] Sec. 5). Decision, per sampler: with each run replaced by its subspace ensemble, the
+    accuracy curve over ensemble sizes (all k-subsets) is >= the plain ensemble's at every k, and
+    its gain at k = S is <= its gain at k = 1.
+
+Bootstrap over seeds (N1): a resample of seeds (with replacement) holds fewer distinct runs than S
 (3.4 of 5 on average), and an ensemble of a run with itself is that run, so a resample's
 "acc(K) - acc(1)" would be the gain of a smaller ensemble: its bootstrap distribution sits below
 the estimate and the bound would be too optimistic. The confidence bound is therefore put on a
@@ -29,8 +43,9 @@ curve reaches past its first steps; a test run with fewer (``--seeds``) skips, s
 Does not reproduce on digits-mlp (xfail, numbers below): accuracy, Brier and NLL improve, but the
 curve of 5 MLPs at 97% accuracy has not flattened (last gain 0.49 x the first).
 
-Negative control: an ensemble of copies of one run under the other runs' names must FAIL (every
-gain is exactly zero).
+Negative controls: N1 and N2 on copies of one run under the other runs' names must FAIL (every
+ensemble gain is exactly zero); N3 with subspace ensembles drawn far outside the mode
+(fixtures.samples.FAR_SCALES) must FAIL.
 """
 
 from __future__ import annotations
@@ -40,8 +55,10 @@ import pytest
 import torch
 
 from fixtures.runs import copies_of_one_run, setting_params
+from fixtures.samples import ENSEMBLE_SAMPLES, FAR_SCALES, N_FAR_SAMPLES, n_samples
 from harness import settings as settings_lib
 from harness.ensembles import ensemble_probs, subset_curves
+from harness.metrics import brier_score
 from harness.stats import (
     CONFIDENCE,
     Criterion,
@@ -49,6 +66,7 @@ from harness.stats import (
     pairwise_mean,
     pairwise_mean_interval,
 )
+from harness.subspace import ENSEMBLE_SCALES
 from harness.training import Run
 from reports import figspec
 
@@ -62,6 +80,8 @@ N1_LAST_OVER_FIRST_GAIN_MAX = 0.25
 N1_MIN_RUNS = {"smoke": 5, "slow": 5, "gpu": 10}
 
 SOURCES = {
+    "N2": "[Fort] Sec. 5: ensembling independent runs gives the largest gain, beyond WA and subspace ensembles",
+    "N3": "[Fort] Sec. 5: subspace sampling adds small gains on top of ensembles",
     "N1": "[WB] acc % vs size: SmallCNN 62.7 -> 66.8 (2) -> 68.1 (4) -> 68.9 (6) -> 68.5 (10); "
           "MediumCNN 78.2 -> 83.2 (10); ResNet 86.6 -> 89.9",
 }
@@ -169,3 +189,124 @@ def test_negative_control_copies_of_one_run_fail(setting, trained_runs):
     _needs_runs(setting, runs)
     evidence = n1_evidence(copies_of_one_run(runs), setting)
     assert not evidence.passed, f"N1 passed on copies of one run:\n{evidence.explain()}"
+
+
+# ----------------------------------------------------------------------------------------------
+# N2 and N3
+
+
+def _accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return (probs.argmax(-1) == labels).double().mean().item()
+
+
+def n2_evidence(runs: list[Run], setting: str, wa_probs: torch.Tensor,
+                sample_probs: dict[str, list[torch.Tensor]]) -> Evidence:
+    """N2 decision. ``wa_probs`` (S, N, C): each run's weight average; ``sample_probs[sampler][i]``
+    (K, N, C): samples around ``runs[i]`` at ensemble scales."""
+    labels = runs[0].eval_labels
+    ensemble = ensemble_probs(torch.stack([r.eval_probs[-1] for r in runs]))
+    acc_k, brier_k = _accuracy(ensemble, labels), brier_score(ensemble, labels)
+    comparators = {"single run": [r.eval_probs[-1] for r in runs], "weight average": list(wa_probs)}
+    comparators |= {f"{sampler} subspace ensemble": [p.double().mean(0) for p in per_run]
+                    for sampler, per_run in sample_probs.items()}
+    criteria, per_run = [], {}
+    for name, members in comparators.items():
+        acc = [_accuracy(m, labels) for m in members]
+        brier = [brier_score(m, labels) for m in members]
+        per_run[name] = {"accuracy": acc, "brier": brier}
+        best = "the best single run" if name == "single run" else f"the best run's {name}"
+        criteria += [
+            Criterion(f"accuracy: {len(runs)}-run ensemble minus {best}", acc_k - max(acc), 0.0, ">"),
+            Criterion(f"Brier: {len(runs)}-run ensemble minus {best}", brier_k - min(brier), 0.0, "<"),
+        ]
+    points = [figspec.series(name, v["brier"], v["accuracy"], group=name) for name, v in per_run.items()]
+    points.append(figspec.series(f"{len(runs)}-run ensemble", [brier_k], [acc_k]))
+    return Evidence(
+        claim="N2", setting=setting, source=SOURCES["N2"], seeds=_seeds(runs), criteria=tuple(criteria),
+        details={"ensemble": {"accuracy": acc_k, "brier": brier_k}, "per_run": per_run,
+                 figspec.FIGURES_KEY: [figspec.xy("Ensemble vs weight averaging and subspace ensembles", points,
+                                                  "Brier score (lower is better)", "test accuracy",
+                                                  note="one point per run and method; the ensemble of all runs")]},
+    )
+
+
+def n3_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torch.Tensor]]) -> Evidence:
+    """N3 decision. ``sample_probs[sampler][i]`` (K, N, C): samples around ``runs[i]``."""
+    labels = runs[0].eval_labels
+    plain = np.array(subset_curves(torch.stack([r.eval_probs[-1] for r in runs]), labels).accuracy)
+    k = np.arange(1, len(runs) + 1)
+    criteria, gains = [], {}
+    series = [figspec.series("plain ensemble", k, plain, style="line+points")]
+    for sampler, per_run in sample_probs.items():
+        members = torch.stack([p.double().mean(0) for p in per_run])  # each run -> its subspace ensemble
+        curve = np.array(subset_curves(members, labels).accuracy)
+        gain = curve - plain
+        gains[sampler] = gain.tolist()
+        series.append(figspec.series(f"ensemble of {sampler} subspace ensembles", k, curve, style="line+points"))
+        criteria += [
+            Criterion(f"{sampler}: smallest accuracy gain over the plain ensemble, k = 1..{len(runs)}",
+                      float(gain.min()), 0.0, ">="),
+            Criterion(f"{sampler}: gain at k = {len(runs)} minus gain at k = 1", float(gain[-1] - gain[0]), 0.0, "<="),
+        ]
+    return Evidence(
+        claim="N3", setting=setting, source=SOURCES["N3"], seeds=_seeds(runs), criteria=tuple(criteria),
+        details={"plain_accuracy": plain.tolist(), "gain_over_plain": gains,
+                 figspec.FIGURES_KEY: [figspec.xy("Ensembles of subspace ensembles against ensemble size", series,
+                                                  "ensemble size k", "test accuracy",
+                                                  note="mean over all k-subsets of the runs")]},
+    )
+
+
+# Measured on seeds 0-4, 8 samples per run and sampler at ensemble scales.
+N2_DOES_NOT_REPRODUCE = {
+    "digits-mlp": "Brier: the 5-run ensemble's 0.0016 above the best single run's, 0.0004 above the best weight "
+                  "average's, 0.0004 and 0.0008 above the best diag and pca subspace ensembles'; its accuracy beats "
+                  "every comparator by 0.56-0.74 points",
+}
+# Our subspace ensembles cost accuracy (ensemble scales allow a mean drop of up to 2 points; the
+# Gaussians centre on the late checkpoints, whose weight average is ~1 point below the final run on
+# synthetic16-cnn), and averaging 8 of them does not win it back.
+N3_DOES_NOT_REPRODUCE = {
+    "digits-mlp": "ensembles of subspace ensembles fall below the plain ensemble: smallest gain over k = 1..5 "
+                  "random -0.07, dropout -0.13, diag -0.19, pca -0.19 points",
+    "synthetic16-cnn": "ensembles of subspace ensembles fall below the plain ensemble: smallest gain over k = 1..5 "
+                       "random -0.3, dropout -0.22, diag -0.8, pca -0.5 points",
+}
+
+
+@pytest.mark.claim(id="N2", source="[Fort] Sec. 5")
+@pytest.mark.parametrize("setting", setting_params(xfail=N2_DOES_NOT_REPRODUCE))
+def test_n2_ensemble_beats_weight_averaging_and_subspace_ensembles(setting, trained_runs, sample_predictions,
+                                                                   weight_average_predictions, record_evidence):
+    runs = trained_runs(setting)
+    samples = sample_predictions(setting, runs, ENSEMBLE_SCALES, n_samples(setting, ENSEMBLE_SAMPLES))
+    evidence = record_evidence(n2_evidence(runs, setting, weight_average_predictions(setting, runs), samples))
+    assert evidence.passed, evidence.explain()
+
+
+@pytest.mark.claim(id="N3", source="[Fort] Sec. 5")
+@pytest.mark.parametrize("setting", setting_params(xfail=N3_DOES_NOT_REPRODUCE))
+def test_n3_subspace_sampling_complements_ensembling(setting, trained_runs, sample_predictions, record_evidence):
+    runs = trained_runs(setting)
+    samples = sample_predictions(setting, runs, ENSEMBLE_SCALES, n_samples(setting, ENSEMBLE_SAMPLES))
+    evidence = record_evidence(n3_evidence(runs, setting, samples))
+    assert evidence.passed, evidence.explain()
+
+
+@pytest.mark.parametrize("setting", setting_params(("smoke",)))
+def test_negative_control_n2_copies_of_one_run_fail(setting, trained_runs, sample_predictions,
+                                                    weight_average_predictions):
+    runs = trained_runs(setting)
+    copies = copies_of_one_run(runs)
+    samples = sample_predictions(setting, runs, ENSEMBLE_SCALES, n_samples(setting, ENSEMBLE_SAMPLES))
+    wa = weight_average_predictions(setting, runs)
+    # Every copy is run 0, with run 0's weight average and samples.
+    evidence = n2_evidence(copies, setting, wa[[0] * len(runs)], {k: [v[0]] * len(runs) for k, v in samples.items()})
+    assert not evidence.passed, f"N2 passed on copies of one run:\n{evidence.explain()}"
+
+
+@pytest.mark.parametrize("setting", setting_params(("smoke",)))
+def test_negative_control_n3_far_samples_fail(setting, trained_runs, sample_predictions):
+    runs = trained_runs(setting)
+    evidence = n3_evidence(runs, setting, sample_predictions(setting, runs, FAR_SCALES, N_FAR_SAMPLES))
+    assert not any(c.passed for c in evidence.criteria[::2]), f"N3 passed far outside the mode:\n{evidence.explain()}"

@@ -38,11 +38,8 @@ import pytest
 import torch
 
 from fixtures.figures import function_space_figure
-from fixtures.options import get_options
 from fixtures.runs import setting_params
-from fixtures.samples import ENSEMBLE_SAMPLES, PLANE_SAMPLES, n_samples
-from harness import data as data_lib
-from harness import settings as settings_lib
+from fixtures.samples import ENSEMBLE_SAMPLES, FAR_SCALES, N_FAR_SAMPLES, PLANE_SAMPLES, n_samples
 from harness.metrics import diversity_lower_model, diversity_upper_model
 from harness.stats import (
     CONFIDENCE,
@@ -53,7 +50,7 @@ from harness.stats import (
     resampled_pairwise_mean,
     seed_bootstrap,
 )
-from harness.subspace import ENSEMBLE_SCALES, PLANE_SCALES, Scales, late_checkpoints, predict_states, weight_average
+from harness.subspace import ENSEMBLE_SCALES, PLANE_SCALES, Scales
 from harness.training import Run
 from reports import figspec
 
@@ -73,11 +70,6 @@ S2_ACCURACY_BAND = 0.05
 #   diag 30: 0.0, 0.5 (100: 0.1, 10.7)
 #   pca 3: 0.0, -0.2 (10: 0.0, 4.3)
 BAND_SCALES = Scales(random=0.2, dropout=0.05, diag=30.0, pca=3.0, gaussian_spread=True)
-# Negative control: |delta| up to 20 |theta*|, drop rates up to 0.98, Gaussians 10^4 x the late
-# spread: predictions no longer belong to the solution's mode.
-FAR_SCALES = Scales(random=20.0, dropout=0.98, diag=1e4, pca=1e4)
-N_FAR_SAMPLES = 2
-
 SOURCES = {
     "S1": "[Fort] Fig. 4: subspace clouds stay next to their own end point",
     "S2": "[Fort] Fig. 5: independent ~0.85-1.0 normalised diversity; subspace samples on a lower curve",
@@ -111,20 +103,14 @@ def s1_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
                     criteria=tuple(criteria), details={"own_mode_fraction_per_run": fractions})
 
 
-def weight_average_closest_to_own(setting: str, runs: list[Run], data_root) -> list[bool]:
-    """Per run: is its weight average strictly closer to its own final predictions than to the others'?"""
-    return [bool(d[i] < torch.cat([d[:i], d[i + 1:]]).min())
-            for i, d in enumerate(_weight_average_disagreement(setting, runs, data_root))]
-
-
-def _weight_average_disagreement(setting: str, runs: list[Run], data_root) -> list[torch.Tensor]:
-    s = settings_lib.get(setting)
-    data = data_lib.load(s.dataset, data_root)
+def weight_average_closest_to_own(runs: list[Run], wa_probs: torch.Tensor) -> list[bool]:
+    """Per run: is its weight average (``wa_probs[i]``, (N, C)) strictly closer to its own final
+    predictions than to every other run's?"""
     finals = _labels(_finals(runs))
     out = []
-    for run in runs:
-        wa = predict_states(s, run, weight_average(late_checkpoints(run))[None], data.test.x, train_x=data.train.x)
-        out.append((_labels(wa[0])[None] != finals).double().mean(-1))
+    for i, wa in enumerate(wa_probs):
+        d = (_labels(wa)[None] != finals).double().mean(-1)
+        out.append(bool(d[i] < torch.cat([d[:i], d[i + 1:]]).min()))
     return out
 
 
@@ -229,13 +215,13 @@ S2_DOES_NOT_REPRODUCE = {
 
 @pytest.mark.claim(id="S1", source="[Fort] Fig. 4")
 @pytest.mark.parametrize("setting", setting_params(xfail=S1_DOES_NOT_REPRODUCE))
-def test_s1_subspace_samples_stay_in_their_mode(setting, trained_runs, sample_predictions, record_evidence,
-                                                 pytestconfig):
+def test_s1_subspace_samples_stay_in_their_mode(setting, trained_runs, sample_predictions, weight_average_predictions,
+                                                 record_evidence):
     runs = trained_runs(setting)
     probs = sample_predictions(setting, runs, ENSEMBLE_SCALES, n_samples(setting, ENSEMBLE_SAMPLES))
     evidence = s1_evidence(runs, setting, probs)
     evidence.details["weight_average_closest_to_own"] = weight_average_closest_to_own(
-        setting, runs, get_options(pytestconfig).data_root)
+        runs, weight_average_predictions(setting, runs))
     evidence.details[figspec.FIGURES_KEY] = [function_space_figure(runs, probs)]
     record_evidence(evidence)
     assert evidence.passed, evidence.explain()
