@@ -272,12 +272,14 @@ def settings_section(names: Iterable[str]) -> dict[str, dict]:
 
 
 def catalog_section(claim_ids: Iterable[str]) -> dict[str, dict]:
-    """``ClaimInfo.to_dict()`` of each catalogued claim among ``claim_ids``; empty without a catalog."""
+    """``ClaimInfo.to_dict()`` of each catalogued claim among ``claim_ids``, in catalog order (the
+    report's order); empty without a catalog."""
     try:
         from harness.catalog import CATALOG
     except ImportError:
         return {}
-    return {cid: CATALOG[cid].to_dict() for cid in dict.fromkeys(claim_ids) if cid in CATALOG}
+    ran = set(claim_ids)
+    return {cid: info.to_dict() for cid, info in CATALOG.items() if cid in ran}
 
 
 def build_results(config: pytest.Config, records: list[dict], duration_s: float) -> dict:
@@ -354,7 +356,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results = build_results(config, collector.records(), time.monotonic() - collector.started)
     write_json_atomic(out_dir / "results.json", results)
     collector.written = out_dir / "results.json"
-    collector.rendered, collector.render_error = render(results, out_dir)
+    # Render what was written (tuples become lists, numpy values numbers), so that rendering the
+    # file later with `python -m reports.render` gives the same report.
+    written = json.loads((out_dir / "results.json").read_text())
+    collector.rendered, collector.render_error = render(written, out_dir)
 
 
 def headline(evidence: dict) -> str:
@@ -403,7 +408,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         return
     terminalreporter.write_line(f"results: {collector.written}")
     if collector.render_error is None:
-        pages = sorted(collector.rendered.values(), key=lambda path: path.suffix != ".html")  # the page first
+        pages = [path for path in collector.rendered.values() if path.suffix in (".html", ".md")]
+        pages.sort(key=lambda path: path.suffix != ".html")  # the page first; figures are inside it
         terminalreporter.write_line(f"report: {', '.join(map(str, pages))}")
     else:
         terminalreporter.write_line(f"report: WARNING, not rendered ({collector.render_error}); "

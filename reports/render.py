@@ -178,9 +178,10 @@ def _natural(text: str) -> tuple:
 
 
 def _cards(results: dict) -> list[Card]:
-    """The records ordered by claim id, then setting, then run order; anchors unique."""
+    """The records in catalog order (then by claim id), then setting, then run order; anchors unique."""
+    rank = {cid: i for i, cid in enumerate(results.get("catalog") or {})}
     order = sorted(enumerate(results["claims"]), key=lambda ir: (
-        ir[1].get("claim") is None, _natural(str(ir[1].get("claim") or "")),
+        ir[1].get("claim") is None, rank.get(ir[1].get("claim"), len(rank)), _natural(str(ir[1].get("claim") or "")),
         _natural(str(ir[1].get("setting") or "")), ir[0]))
     cards, seen = [], set()
     for _, record in order:
@@ -209,7 +210,7 @@ def _num(x) -> str:
 def _ci(criterion: dict) -> str:
     """'[lo, hi] (95%)', or '' when the criterion has no interval."""
     ci, level = criterion.get("ci"), criterion.get("level")
-    if not isinstance(ci, list) or len(ci) != 2:
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
         return ""
     suffix = f" ({level:.0%})" if isinstance(level, (int, float)) and math.isfinite(level) else ""
     return f"[{_num(ci[0])}, {_num(ci[1])}]{suffix}"

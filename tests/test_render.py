@@ -55,9 +55,11 @@ def test_fixture_covers_every_outcome(results):
     assert FIXTURE.stat().st_size < 30_000
 
 
-def test_verdict_table_has_one_row_per_record_in_claim_then_setting_order(results, page):
+def test_verdict_table_has_one_row_per_record_in_catalog_then_claim_then_setting_order(results, page):
     rows = verdict_table_rows(page)
-    expected = sorted((r["claim"], r["setting"]) for r in results["claims"])
+    rank = {cid: i for i, cid in enumerate(results["catalog"])}  # catalogued claims first, in its order
+    expected = sorted(((r["claim"], r["setting"]) for r in results["claims"]),
+                      key=lambda cs: (rank.get(cs[0], len(rank)), cs))
     found = [tuple(re.findall(r"<td[^>]*>(?:<a [^>]*>)?([^<]*)", row)[i] for i in (0, 2)) for row in rows]
     assert found == expected
 
@@ -235,3 +237,13 @@ def test_main_refuses_invalid_json_and_honours_out(tmp_path, capsys):
     (tmp_path / "results.json").write_text(FIXTURE.read_text())
     assert render.main([str(tmp_path / "results.json"), "--out", str(tmp_path / "elsewhere")]) == 0
     assert (tmp_path / "elsewhere" / "index.html").is_file() and not (tmp_path / "index.html").exists()
+
+
+def test_in_memory_tuples_render_like_their_json(results, drawn):
+    # Evidence.to_dict() holds intervals as tuples; a results dict not yet written must render the same.
+    as_tuples = copy.deepcopy(results)
+    for record in as_tuples["claims"]:
+        for criterion in (record.get("evidence") or {}).get("criteria", []):
+            if isinstance(criterion.get("ci"), list):
+                criterion["ci"] = tuple(criterion["ci"])
+    assert render.render_html(as_tuples, figures=drawn) == render.render_html(results, figures=drawn)
