@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REPORT_DIR := reports/out/$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: test claims bench install
+.PHONY: test claims bench install compare screenshot
 
 install: $(STAMP)
 
@@ -26,6 +26,18 @@ claims: $(STAMP)
 	@mkdir -p $(REPORT_DIR)
 	$(BIN)/python -m pytest claims/ -m smoke --report-dir $(REPORT_DIR); status=$$?; \
 		ln -sfn $(notdir $(REPORT_DIR)) reports/out/latest; exit $$status
+
+# Compare two results.json (or report folders): exits 1 on a regression.
+#   make compare OLD=reports/out/20261121T030000Z NEW=reports/out/latest
+compare: $(STAMP)
+	$(BIN)/python -m reports.compare $(OLD) $(NEW)
+
+# Screenshot of the latest report for the README (installs Debian's chromium if missing).
+screenshot:
+	.ci/install-chromium
+	chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+		--disable-component-update --disable-sync --user-data-dir="$$(mktemp -d)" --window-size=1280,1600 \
+		--hide-scrollbars --screenshot=docs/report.png "file://$(CURDIR)/reports/out/latest/index.html"
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/ --benchmark-only --benchmark-columns=min,median,max,rounds

@@ -117,10 +117,13 @@ def validate(spec: dict) -> dict:
         raise ValueError(f"not a figure spec (kind must be one of {KINDS}): {str(spec)[:80]}")
     if spec["kind"] == "heatmap":
         rows = spec.get("matrix")
-        if not rows or not all(isinstance(r, list) and len(r) == len(rows[0]) for r in rows):
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and len(r) == len(rows[0])
+                                                             for r in rows):
             raise ValueError(f"heatmap {spec.get('title')!r}: matrix must be a non-empty list of equal-length rows")
     else:
-        for s in spec.get("series") or [None]:
-            if not isinstance(s, dict) or len(s.get("x", ())) != len(s.get("y", ())) or s.get("style") not in STYLES:
+        data = spec.get("series")
+        for s in data if isinstance(data, list) and data else [None]:
+            if (not isinstance(s, dict) or not isinstance(s.get("x"), list) or not isinstance(s.get("y"), list)
+                    or len(s["x"]) != len(s["y"]) or s.get("style") not in STYLES):
                 raise ValueError(f"xy {spec.get('title')!r}: every series needs x and y of one length and a style")
     return spec
