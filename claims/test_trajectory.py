@@ -95,9 +95,12 @@ def t1_evidence(cosines: list[np.ndarray], seeds: tuple[int, ...], setting: str)
 
 
 def _checkpoint_heatmap(title: str, matrix: np.ndarray, seed: int, colorbar: str) -> dict:
-    """Heat map of one run's checkpoint-by-checkpoint matrix ([Fort] Fig. 2a-b), epochs as ticks."""
+    """Heat map of one run's checkpoint-by-checkpoint matrix ([Fort] Fig. 2a-b), epochs as ticks.
+
+    The colours span the data's range: the cosines of a small CNN's checkpoints all lie above ~0.9.
+    """
     return figspec.heatmap(f"{title}, run {seed}", matrix, ticks=[str(e) for e in range(len(matrix))],
-                           label="epoch", colorbar=colorbar, vmin=0.0, vmax=1.0)
+                           label="epoch", colorbar=colorbar)
 
 
 def t2_evidence(cosines: list[np.ndarray], seeds: tuple[int, ...], setting: str) -> Evidence:

@@ -31,6 +31,7 @@ FIGSIZE = (4.5, 3.5)  # inches
 MAX_TICKS = 12  # tick labels per heat-map axis; more are thinned to every k-th
 LEGEND_INSIDE_MAX = 6  # legend entries that fit inside the axes; more go to the right of them
 LEGEND_ROWS = 14  # entries per legend column outside the axes
+LEGEND_COLUMN_WIDTH = 1.9  # inches per legend column outside the axes
 HEATMAP_CMAP = "viridis"
 MASKED_COLOUR = "#d9d9d9"  # NaN / null cells
 POINT_SIZE = 10  # scatter marker area, points^2
@@ -163,4 +164,7 @@ def _draw_xy(fig: Figure, spec: dict) -> None:
     if len(keys) <= LEGEND_INSIDE_MAX:
         ax.legend(fontsize="x-small", loc="best", frameon=True, framealpha=0.8)
     else:
-        fig.legend(fontsize="x-small", loc="outside right upper", ncols=math.ceil(len(keys) / LEGEND_ROWS))
+        ncols = math.ceil(len(keys) / LEGEND_ROWS)
+        # Widen the figure by the legend's columns so that the axes keep their size and the title fits.
+        fig.set_size_inches(FIGSIZE[0] + LEGEND_COLUMN_WIDTH * ncols, FIGSIZE[1])
+        fig.legend(fontsize="x-small", loc="outside right upper", ncols=ncols)

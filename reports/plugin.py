@@ -373,13 +373,21 @@ def headline(evidence: dict) -> str:
     return f"{main['name']} {main['estimate']:.5g}{bound} {main['direction']} {main['threshold']:.5g}"
 
 
+def _catalog_rank(record: dict) -> int:
+    try:
+        from harness.catalog import CATALOG
+    except ImportError:
+        return 0
+    return list(CATALOG).index(record["claim"]) if record["claim"] in CATALOG else len(CATALOG)
+
+
 def verdict_rows(records: Iterable[dict]) -> list[tuple[str, ...]]:
     """Rows (claim, setting, statistic or note, verdict, test outcome) of the terminal table.
 
     A test without evidence shows why: its skip reason or its failure message.
     """
     rows = []
-    for rec in records:
+    for rec in sorted(records, key=_catalog_rank):  # the catalog's order, as the report; stable within a claim
         ev = rec["evidence"]
         note = headline(ev) if ev else rec["skip_reason"] or rec["message"] or ""
         rows.append((rec["claim"] or "?", rec["setting"] or "-", _clip(note, NOTE_CHARS),
