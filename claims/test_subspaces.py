@@ -16,7 +16,8 @@ S2  At equal accuracy, no subspace sampler reaches the diversity of independent 
     ([Fort] Fig. 5: independent solutions reach normalised diversity ~0.85-1.0; subspace samples
     fall on a lower curve). Decision, per sampler: among samples whose test accuracy is within
     S2_ACCURACY_BAND of the independent runs' mean accuracy, the mean normalised diversity against
-    their own centre, divided by the independent runs' mean normalised diversity over pairs, has an
+    the final predictions of the run they were drawn around, divided by the independent runs' mean
+    normalised diversity over pairs, has an
     upper 95% bootstrap-over-seeds bound <= 0.7. "Equal accuracy" needs samples near the
     reference: the plane draws (PLANE_SCALES, from the reference down to chance, as the figure)
     put few there, so each run also gets draws at BAND_SCALES, which spread over the band; both
@@ -153,7 +154,8 @@ def s2_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
             d = (_labels(probs) != finals[i]).double().mean(-1).numpy()
             with np.errstate(divide="ignore", invalid="ignore"):
                 nd = d / (1 - acc)
-            near = np.abs(acc - reference) <= S2_ACCURACY_BAND
+            # A sample without errors has no normalised diversity (d / 0): it cannot count.
+            near = (np.abs(acc - reference) <= S2_ACCURACY_BAND) & (acc < 1)
             sums[i], counts[i] = nd[near].sum(), near.sum()
             acc_all.append(acc), nd_all.append(nd)
         points[sampler] = (np.concatenate(acc_all), np.concatenate(nd_all))
@@ -164,10 +166,10 @@ def s2_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
                 return (sums[idx].sum(1) / counts[idx].sum(1)) / resampled_pairwise_mean(symmetric, idx)
 
         estimate = float(ratio(np.arange(len(runs))[None])[0])
-        try:
-            ci = seed_bootstrap(ratio, len(runs), CONFIDENCE, min_distinct=3)
-        except ValueError:  # too few seeds with near-accuracy samples: undecidable, so it fails
-            ci = (float("nan"), float("nan"))
+        # Every seed needs samples in the band, or resamples of seeds without any are undefined:
+        # the claim is then undecidable here, and an undecidable claim fails (NaN bound).
+        ci = (seed_bootstrap(ratio, len(runs), CONFIDENCE, min_distinct=3) if counts.min() > 0
+              else (float("nan"), float("nan")))
         criteria.append(Criterion(f"{sampler}: near-accuracy normalised diversity / independent runs'", estimate,
                                   S2_DIVERSITY_RATIO_MAX, "<=", ci=ci, level=CONFIDENCE))
     return Evidence(
@@ -203,13 +205,13 @@ def plane_figure(points: dict[str, tuple[np.ndarray, np.ndarray]], acc_ind: np.n
 # MLPs end within a few test digits of one another (I2's cross-seed disagreement is ~2-3%), so a
 # random-direction sample that flips a handful of digits can land nearer another run.
 S1_DOES_NOT_REPRODUCE = {
-    "digits-mlp": "random direction: 0.95 of samples closest to their own solution, lower bound 0.90 < 0.95 "
-                  "(1 of 8 samples of runs 0 and 3 lies nearer another run); dropout 0.975 (bound 0.95), "
+    "digits-mlp": "random direction: 0.925 of samples closest to their own solution, lower bound 0.825 < 0.95 "
+                  "(1 of 8 samples of run 0 and 2 of run 4 lie nearer another run); dropout 0.975 (bound 0.95), "
                   "diag and pca 1.0 pass",
 }
 S2_DOES_NOT_REPRODUCE = {
-    "digits-mlp": "dropout: near-accuracy diversity ratio 0.599, upper bound 0.794 > 0.7 (independent MLPs' "
-                  "normalised diversity is 0.85); random 0.435 (0.593), diag 0.368 (0.412), pca 0.261 (0.495) pass",
+    "digits-mlp": "dropout: near-accuracy diversity ratio 0.646, upper bound 0.804 > 0.7 (independent MLPs' "
+                  "normalised diversity is 0.85); random 0.394 (0.495), diag 0.385 (0.478), pca 0.273 (0.491) pass",
 }
 
 
@@ -259,4 +261,6 @@ def test_negative_control_s2_independent_solutions_as_samples_fail(setting, trai
     finals = _finals(runs)
     doctored = {"independent": [torch.cat([finals[:i], finals[i + 1:]]) for i in range(len(runs))]}
     evidence = s2_evidence(runs, setting, doctored)
+    criterion = evidence.criteria[0]
+    assert np.isfinite(criterion.value), f"the control must be decided, not undecidable:\n{evidence.explain()}"
     assert not evidence.passed, f"S2 passed on independent solutions posing as samples:\n{evidence.explain()}"

@@ -229,9 +229,10 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _write_tensor_file(tensors: dict[str, torch.Tensor], path: Path) -> dict:
-    """Write ``tensors`` to a safetensors file, fsync it, and return its ``{"sha256", "bytes"}``."""
-    save_file(tensors, path)
+def _write_tensor_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> dict:
+    """Write ``tensors`` (and text ``metadata``) to a safetensors file, fsync it, and return its
+    ``{"sha256", "bytes"}``."""
+    save_file(tensors, path, metadata=metadata)
     _fsync_path(path)
     sha256, size = _file_digest(path)
     return {"sha256": sha256, "bytes": size}
@@ -268,6 +269,21 @@ def _params_json(params: dict) -> str:
         return json.dumps(params, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"params must be JSON-able with finite numbers: {err}") from None
+
+
+def _read_derived(path: Path, expected_params: str) -> dict[str, torch.Tensor]:
+    """The tensors of a derived file; :class:`_InvalidEntry` if it is absent, does not parse, or
+    holds other parameters."""
+    try:
+        with safetensors.safe_open(path, "pt") as f:
+            stored = (f.metadata() or {}).get("params")
+    except FileNotFoundError:
+        raise _InvalidEntry("absent") from None
+    except (safetensors.SafetensorError, OSError) as err:
+        raise _InvalidEntry(f"does not parse as safetensors: {err}") from None
+    if stored != expected_params:
+        raise _InvalidEntry("its stored parameters differ from the request (hash collision or edited file)")
+    return _load_tensor_file(path)
 
 
 def _versions() -> dict[str, str]:
@@ -448,6 +464,9 @@ class RunStore:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)  # no-op after a successful rename
             _fsync_path(entry.parent)  # make the rename itself durable
+            # Tensors derived from an earlier run of this seed (set aside as corrupt, or deleted by
+            # hand) belong to other weights wherever training is not bitwise reproducible (GPUs).
+            shutil.rmtree(self.root / key / DERIVED_DIR / entry.name, ignore_errors=True)
         return entry
 
     def get_or_train(self, setting: Setting, seeds: Iterable[int], **train_kwargs) -> list[Run]:
@@ -507,6 +526,7 @@ class RunStore:
         depends on besides the run (sampler, scales, counts, seeds, code version); it is written
         atomically under a lock (concurrent processes compute it once). A file that does not
         parse, or whose stored parameters differ, is recomputed with a :class:`CorruptRunWarning`.
+        Storing a new run of the seed (:meth:`save`) deletes its derived files.
 
         Parameters
         ----------
@@ -526,40 +546,29 @@ class RunStore:
         """
         path = self.derived_path(setting, seed, name, params)
         expected = _params_json(params)
-        tensors = self._load_derived(path, expected)
-        if tensors is not None:
-            return tensors
+        try:
+            return _read_derived(path, expected)  # the warm path, without the lock
+        except _InvalidEntry:
+            pass
         with self._lock(path):
-            tensors = self._load_derived(path, expected)
-            if tensors is None:
-                tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
-                tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
-                try:
-                    save_file(tensors, tmp, metadata={"params": expected})
-                    _fsync_path(tmp)
-                    os.replace(tmp, path)
-                finally:
-                    tmp.unlink(missing_ok=True)
-                _fsync_path(path.parent)
+            try:
+                return _read_derived(path, expected)  # computed by another process while we waited
+            except _InvalidEntry as err:
+                if path.exists():  # judged under the lock: a good file a writer just put there stays
+                    warnings.warn(f"derived file {path}: {err}; recomputing it", CorruptRunWarning, stacklevel=2)
+            for stale in path.parent.glob(f".tmp-{path.name}-*"):  # left by a crash (we hold the lock)
+                stale.unlink(missing_ok=True)
+            tensors = {k: _storable(v.detach().cpu()) for k, v in compute().items()}
+            tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                _write_tensor_file(tensors, tmp, metadata={"params": expected})
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_path(path.parent)
         return tensors
 
     # ------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _load_derived(path: Path, expected_params: str) -> dict[str, torch.Tensor] | None:
-        if not path.exists():
-            return None
-        try:
-            with safetensors.safe_open(path, "pt") as f:
-                stored = (f.metadata() or {}).get("params")
-            if stored == expected_params:
-                return _load_tensor_file(path)
-            reason = "its stored parameters differ from the request (hash collision or edited file)"
-        except (_InvalidEntry, safetensors.SafetensorError, OSError) as err:
-            reason = str(err)
-        warnings.warn(f"derived file {path}: {reason}; recomputing it", CorruptRunWarning, stacklevel=3)
-        path.unlink(missing_ok=True)
-        return None
 
     def _train_and_save(self, setting: Setting, seed: int, train_kwargs: dict) -> Run:
         run = self._train_fn(setting, seed, **train_kwargs)

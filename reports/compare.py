@@ -433,6 +433,8 @@ def load_results(path: Path) -> dict:
         raise ResultsError(f"{file}: no such file" + (" (the folder has no results.json)" if path.is_dir() else ""))
     except OSError as exc:
         raise ResultsError(f"{file}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{file}: not valid JSON (not UTF-8 text): {exc}") from None
     try:
         results = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -503,7 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as exc:
         print(f"reports.compare: error: {exc}", file=sys.stderr)
         return 2
-    comparison = compare(old, new)
+    try:
+        comparison = compare(old, new)
+    except (KeyError, TypeError, AttributeError) as exc:
+        # A record of the wrong shape: bad input (2), never to be read as a regression (1).
+        print(f"reports.compare: error: a claim record does not follow the schema: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(to_json(comparison), indent=2))
     else:

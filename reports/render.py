@@ -373,8 +373,8 @@ def draw_figures(results: dict) -> dict[str, bytes | str]:
         for name, spec in card.figures:
             try:
                 drawn[name] = plots.png_bytes(spec)
-            except ValueError as exc:
-                drawn[name] = str(exc)
+            except Exception as exc:  # noqa: BLE001 -- whatever a malformed spec makes matplotlib raise
+                drawn[name] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
     return drawn
 
 

@@ -317,3 +317,21 @@ def test_main_in_process_matches_the_exit_rule(tmp_path, capsys):
     old, new = write(tmp_path / "old", results(record("T1"))), write(tmp_path / "new", results())
     assert main([str(old), str(new)]) == 1  # the claim disappeared
     assert "ran in old, missing from new" in capsys.readouterr().out
+
+
+def test_cli_record_of_the_wrong_shape_is_bad_input_not_a_regression(tmp_path):
+    record = {"nodeid": "claims/t.py::t[s]", "claim": "T1", "setting": "s", "outcome": "passed",
+              "evidence": {"verdict": "PASS", "criteria": 5}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"schema_version": 2, "claims": [record]}))
+    done = subprocess.run([sys.executable, "-m", "reports.compare", str(path), str(path)], capture_output=True,
+                          text=True, cwd=REPO_ROOT)
+    assert done.returncode == 2 and "does not follow the schema" in done.stderr
+
+
+def test_cli_undecodable_file_is_bad_input(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"schema_version": 2, "claims": [], "x": "\xe9"}')
+    done = subprocess.run([sys.executable, "-m", "reports.compare", str(path), str(path)], capture_output=True,
+                          text=True, cwd=REPO_ROOT)
+    assert done.returncode == 2 and "not valid JSON" in done.stderr

@@ -50,7 +50,7 @@ def test_trajectories_only(runs):
     assert (spec["xlabel"], spec["ylabel"]) == ("t-SNE 1", "t-SNE 2")
     assert spec["note"] == "lines: one run's checkpoints by epoch"
     assert [(s["label"], s["group"], s["style"]) for s in spec["series"]] == [
-        (f"run {seed}", str(seed), "line+points") for seed in SEEDS]
+        (f"run {seed}", f"run {seed}", "line+points") for seed in SEEDS]
     assert [len(s["x"]) for s in spec["series"]] == [EPOCHS + 1] * len(SEEDS)
     assert_points_are_finite(spec)
 
@@ -61,9 +61,9 @@ def test_trajectories_and_samples(runs):
     assert figspec.validate(spec) is spec
     assert spec["title"] == "Trajectories and subspace samples in function space (joint t-SNE)"
     assert spec["note"] == "lines: one run's checkpoints by epoch; points: samples around it"
-    expected = [(f"run {seed}", str(seed), "line+points", EPOCHS + 1) for seed in SEEDS]
+    expected = [(f"run {seed}", f"run {seed}", "line+points", EPOCHS + 1) for seed in SEEDS]
     # One point cloud per sampler and run, coloured (grouped) with its run.
-    expected += [(f"{sampler} samples", str(seed), "points", K) for sampler in SAMPLERS for seed in SEEDS]
+    expected += [(f"{sampler} samples", f"run {seed}", "points", K) for sampler in SAMPLERS for seed in SEEDS]
     assert [(s["label"], s["group"], s["style"], len(s["x"])) for s in spec["series"]] == expected
     assert all(len(s["x"]) == len(s["y"]) for s in spec["series"])
     assert_points_are_finite(spec)

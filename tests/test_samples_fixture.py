@@ -29,8 +29,12 @@ def fake_run(seed: int) -> Run:
                eval_labels=torch.zeros(1), train_loss=torch.zeros(1), train_acc=torch.zeros(1))
 
 
-def draws(run: Run, sample_seed: int) -> torch.Tensor:
-    return torch.randn(8, generator=sample_generator(run, sample_seed))
+def draw(sampler: str = "random", scale: float = 0.2, sample_seed: int = 0) -> dict:
+    return {"sampler": sampler, "scales": {"random": scale}, "n": 8, "sample_seed": sample_seed}
+
+
+def draws(run: Run, which: dict) -> torch.Tensor:
+    return torch.randn(8, generator=sample_generator(run, which))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,13 +63,17 @@ def test_n_samples_rejects_an_unknown_setting():
 
 
 def test_sample_generator_is_deterministic():
-    assert torch.equal(draws(fake_run(3), 0), draws(fake_run(3), 0))
-    assert sample_generator(fake_run(3), 1).initial_seed() == sample_generator(fake_run(3), 1).initial_seed()
+    assert torch.equal(draws(fake_run(3), draw()), draws(fake_run(3), draw()))
+    assert sample_generator(fake_run(3), draw()).initial_seed() == sample_generator(fake_run(3), draw()).initial_seed()
 
 
-def test_sample_generator_streams_differ_per_run_and_sample_seed():
-    streams = [draws(fake_run(seed), sample_seed) for seed in range(4) for sample_seed in range(3)]
-    seeds = {sample_generator(fake_run(seed), s).initial_seed() for seed in range(4) for s in range(3)}
+# Two scales or two samplers of one run must not share their noise (pooled draws would be dependent).
+DRAWS = [draw(), draw(sample_seed=1), draw(scale=2.0), draw(sampler="dropout")]
+
+
+def test_sample_generator_streams_differ_per_run_sampler_scale_and_sample_seed():
+    streams = [draws(fake_run(seed), which) for seed in range(4) for which in DRAWS]
+    seeds = {sample_generator(fake_run(seed), which).initial_seed() for seed in range(4) for which in DRAWS}
     assert len(seeds) == len(streams)
     for i, a in enumerate(streams):
         for b in streams[i + 1:]:

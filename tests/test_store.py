@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -671,3 +672,16 @@ def test_two_processes_compute_a_derived_file_once(tmp_path: Path) -> None:
 
     assert len(list(markers.glob("computed-*"))) == 1
     assert outputs[0] == outputs[1] and len(outputs[0]) == 64
+
+
+def test_storing_a_new_run_deletes_the_derived_files_of_the_old_one(store: RunStore, trainer) -> None:
+    store.get_or_train(SETTING, [0])
+    derived = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, CountingCompute())
+    store.save(SETTING, make_run(SETTING, 0))  # an equal entry is kept: its derived files stay
+    assert store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
+    shutil.rmtree(store.path(SETTING, 0))  # the run is lost and retrained
+    store.get_or_train(SETTING, [0])
+    assert not store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
+    compute = CountingCompute()
+    assert_tensors_equal(store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute), derived)
+    assert compute.calls == 1
