@@ -44,7 +44,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SUPPORTED_SCHEMA_VERSION = 2
+from reports.results import RESULTS_NAME, SCHEMA_VERSION
 
 # Estimates without an interval (worst-over-seeds or point statistics) carry no noise estimate of
 # their own. Between the README's two smoke seed sets the largest move was 19% (I2 on digits-mlp:
@@ -407,9 +407,9 @@ def validate(results: object, name: str) -> dict:
     if not isinstance(results, dict):
         raise ResultsError(f"{name}: expected a JSON object (a results.json), got {type(results).__name__}")
     version = results.get("schema_version")
-    if version != SUPPORTED_SCHEMA_VERSION:
+    if version != SCHEMA_VERSION:
         raise ResultsError(f"{name}: unsupported schema_version {version!r}: this tool reads version "
-                           f"{SUPPORTED_SCHEMA_VERSION} (reports/SCHEMA.md); re-run pytest with --report-dir "
+                           f"{SCHEMA_VERSION} (reports/SCHEMA.md); re-run pytest with --report-dir "
                            "to write a current one")
     claims = results.get("claims")
     if not isinstance(claims, list) or not all(isinstance(r, dict) and "nodeid" in r and "outcome" in r
@@ -426,7 +426,7 @@ def load_results(path: Path) -> dict:
     ResultsError
         The file is missing or is not valid JSON, or :func:`validate` rejects it.
     """
-    file = path / "results.json" if path.is_dir() else path
+    file = path / RESULTS_NAME if path.is_dir() else path
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:

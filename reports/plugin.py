@@ -31,10 +31,9 @@ import pytest
 
 from fixtures.evidence import EVIDENCE_PROPERTY
 from harness import settings
+from reports.results import OUTCOMES, RESULTS_NAME, SCHEMA_VERSION, headline_criterion
 
-RESULTS_SCHEMA_VERSION = 2
 MARKER_PROPERTY = "claim_marker"
-OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped", "error")
 MESSAGE_CHARS = 200  # results.json: enough for an exception's first line
 NOTE_CHARS = 90  # terminal table: keeps a row on one line of a wide terminal
 GIT_TIMEOUT_S = 10
@@ -286,7 +285,7 @@ def build_results(config: pytest.Config, records: list[dict], duration_s: float)
     """The results.json document of a finished session."""
     options, device = harness_options(config)
     return {
-        "schema_version": RESULTS_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "duration_s": duration_s,
         "command": ["pytest", *config.invocation_params.args],
@@ -354,11 +353,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     collector = config.stash[_KEY]
     out_dir = Path(report_dir)
     results = build_results(config, collector.records(), time.monotonic() - collector.started)
-    write_json_atomic(out_dir / "results.json", results)
-    collector.written = out_dir / "results.json"
+    write_json_atomic(out_dir / RESULTS_NAME, results)
+    collector.written = out_dir / RESULTS_NAME
     # Render what was written (tuples become lists, numpy values numbers), so that rendering the
     # file later with `python -m reports.render` gives the same report.
-    written = json.loads((out_dir / "results.json").read_text())
+    written = json.loads((out_dir / RESULTS_NAME).read_text())
     collector.rendered, collector.render_error = render(written, out_dir)
 
 
@@ -367,7 +366,7 @@ def headline(evidence: dict) -> str:
 
     Its estimate, the interval end that was compared (when there is an interval) and the threshold.
     """
-    main = next((c for c in evidence["criteria"] if not c["passed"]), evidence["criteria"][0])
+    main = headline_criterion(evidence)
     bound = "" if main["ci"] is None else (
         f" [{'lower' if main['direction'].startswith('>') else 'upper'} {main['value']:.5g}]")
     return f"{main['name']} {main['estimate']:.5g}{bound} {main['direction']} {main['threshold']:.5g}"

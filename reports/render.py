@@ -40,13 +40,11 @@ from typing import NamedTuple
 
 from reports import plots
 from reports.figspec import FIGURES_KEY
+from reports.results import OUTCOMES, RESULTS_NAME, SCHEMA_VERSION, headline_criterion
 
-SCHEMA_VERSION = 2
-RESULTS_NAME = "results.json"
 HTML_NAME = "index.html"
 MARKDOWN_NAME = "summary.md"
 FIGURES_DIR = "figures"
-OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped", "error")  # pytest's summary order
 _V1_OUTCOMES = {"xfail": "xfailed", "xpass": "xpassed"}
 MAX_DETAIL_LIST = 12  # numeric lists up to this length (per-seed values) are shown among the details
 MAX_TABLE_NOTE = 160  # characters of a skip reason or error message in the verdict table; the card has it all
@@ -226,12 +224,6 @@ def _passed(criterion: dict) -> bool:
     return criterion.get("passed") in (True, "True")
 
 
-def _headline(evidence: dict) -> dict | None:
-    """The criterion that explains a verdict: the first failing one, else the first."""
-    criteria = evidence.get("criteria") or []
-    return next((c for c in criteria if not _passed(c)), criteria[0] if criteria else None)
-
-
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
@@ -241,7 +233,7 @@ def _table_row(card: Card, catalog: dict | None) -> list[str]:
     record = card.record
     evidence = record.get("evidence") or {}
     entry = _catalog_entry(catalog, record)
-    main = _headline(evidence)
+    main = headline_criterion(evidence)
     v = verdict(record)
     shown = f"{v.label}: {_shorten(v.note, MAX_TABLE_NOTE)}" if v.note and not evidence else v.label
     return [str(record.get("claim") or "?"), record.get("source") or entry.get("source") or "",

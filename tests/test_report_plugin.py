@@ -193,7 +193,7 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
     z2 = next(r for r in records if r["claim"] == "Z2")["evidence"]
     assert z2["marker"] == {"id": "Z2", "source": "[Z] Tab. 2"} and math.isnan(z2["criteria"][0]["value"])
 
-    assert results["schema_version"] == plugin.RESULTS_SCHEMA_VERSION == 2
+    assert results["schema_version"] == plugin.SCHEMA_VERSION == 2
     assert results["summary"] == {"passed": 1, "failed": 2, "xfailed": 1, "xpassed": 1, "skipped": 1, "error": 3}
     assert results["git"] == {"commit": None, "dirty": None}  # the pytester folder is no git checkout
     assert results["command"][0] == "pytest" and f"--report-dir={tmp_path / 'report'}" in results["command"]
