@@ -122,7 +122,7 @@ def i1_evidence(runs: list[Run], setting: str) -> Evidence:
                  "null_cross_cos_at_init": pairwise_mean(initial),
                  "null_random_vectors_1_over_sqrt_d": 1 / math.sqrt(finals.shape[1]),
                  "late_within_run_cos": within.tolist(),
-                 figspec.FIGURES_KEY: [_run_heatmap("cosine between final weights of independent runs", cross, runs,
+                 figspec.FIGURES_KEY: [_run_heatmap("Cosine between final weights of independent runs", cross, runs,
                                                     "cosine (conv/dense kernels)", vmin=-0.1, vmax=1.0)]},
     )
 
@@ -165,7 +165,7 @@ def i2_evidence(runs: list[Run], setting: str) -> Evidence:
         ),
         details={"cross_disagreement": pairwise_mean(cross), "late_within_disagreement": within.tolist(),
                  "test_error": error.tolist(),
-                 figspec.FIGURES_KEY: [_run_heatmap("disagreement between independent runs", cross, runs,
+                 figspec.FIGURES_KEY: [_run_heatmap("Disagreement between independent runs", cross, runs,
                                                     "fraction of test predictions that differ", vmin=0.0)]},
     )
 
@@ -185,7 +185,9 @@ def i3_evidence(runs: list[Run], setting: str) -> Evidence:
         claim="I3", setting=setting, source=SOURCES["I3"], seeds=_seeds(runs),
         criteria=(Criterion("within-run minus cross-seed error Jaccard", float(within.mean() - pairwise_mean(cross)),
                             I3_OVERLAP_GAP_MIN, ">", ci=gap, level=CONFIDENCE),),
-        details={"cross_error_jaccard": pairwise_mean(cross), "within_error_jaccard": within.tolist()},
+        details={"cross_error_jaccard": pairwise_mean(cross), "within_error_jaccard": within.tolist(),
+                 figspec.FIGURES_KEY: [_run_heatmap("Error-set Jaccard overlap between independent runs", cross, runs,
+                                                    "Jaccard overlap of misclassified examples", vmin=0.0, vmax=1.0)]},
     )
 
 
