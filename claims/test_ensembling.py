@@ -67,7 +67,7 @@ from harness.stats import (
     pairwise_mean_interval,
 )
 from harness.subspace import ENSEMBLE_SCALES
-from harness.training import Run
+from harness.training import Run, final_probs, seeds_of
 from reports import figspec
 
 # CLAIMS.md N1: the ensemble must beat its members, acc(K) - acc(1) > 0 (and the 2-run gain's
@@ -93,10 +93,6 @@ WB_ACCURACY = {
 }
 
 
-def _seeds(runs: list[Run]) -> tuple[int, ...]:
-    return tuple(r.seed for r in runs)
-
-
 def pair_gain_matrix(finals: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """(S, S) accuracy of the 2-run mean ensemble of a and b minus the mean of their accuracies.
 
@@ -116,14 +112,14 @@ def pair_gain_matrix(finals: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 
 def n1_evidence(runs: list[Run], setting: str) -> Evidence:
-    finals = torch.stack([r.eval_probs[-1] for r in runs])  # (S, N, C)
+    finals = final_probs(runs)  # (S, N, C)
     labels = runs[0].eval_labels
     curves = subset_curves(finals, labels)
     acc, brier, nll = curves.accuracy, curves.brier, curves.nll
     first, last = acc[1] - acc[0], acc[-1] - acc[-2]
     pairs = pair_gain_matrix(finals, labels)
     return Evidence(
-        claim="N1", setting=setting, source=SOURCES["N1"], seeds=_seeds(runs),
+        claim="N1", setting=setting, source=SOURCES["N1"], seeds=seeds_of(runs),
         criteria=(
             Criterion(f"accuracy gain acc({len(runs)}) - acc(1)", acc[-1] - acc[0], N1_GAIN_MIN, ">"),
             Criterion("accuracy gain of 2-run ensembles over their members", pairwise_mean(pairs), N1_GAIN_MIN,
@@ -204,9 +200,9 @@ def n2_evidence(runs: list[Run], setting: str, wa_probs: torch.Tensor,
     """N2 decision. ``wa_probs`` (S, N, C): each run's weight average; ``sample_probs[sampler][i]``
     (K, N, C): samples around ``runs[i]`` at ensemble scales."""
     labels = runs[0].eval_labels
-    ensemble = ensemble_probs(torch.stack([r.eval_probs[-1] for r in runs]))
+    ensemble = ensemble_probs(final_probs(runs))
     acc_k, brier_k = _accuracy(ensemble, labels), brier_score(ensemble, labels)
-    comparators = {"single run": [r.eval_probs[-1] for r in runs], "weight average": list(wa_probs)}
+    comparators = {"single run": list(final_probs(runs)), "weight average": list(wa_probs)}
     comparators |= {f"{sampler} subspace ensemble": [p.double().mean(0) for p in per_run]
                     for sampler, per_run in sample_probs.items()}
     criteria, per_run = [], {}
@@ -222,7 +218,7 @@ def n2_evidence(runs: list[Run], setting: str, wa_probs: torch.Tensor,
     points = [figspec.series(name, v["brier"], v["accuracy"], group=name) for name, v in per_run.items()]
     points.append(figspec.series(f"{len(runs)}-run ensemble", [brier_k], [acc_k]))
     return Evidence(
-        claim="N2", setting=setting, source=SOURCES["N2"], seeds=_seeds(runs), criteria=tuple(criteria),
+        claim="N2", setting=setting, source=SOURCES["N2"], seeds=seeds_of(runs), criteria=tuple(criteria),
         details={"ensemble": {"accuracy": acc_k, "brier": brier_k}, "per_run": per_run,
                  figspec.FIGURES_KEY: [figspec.xy("Ensemble vs weight averaging and subspace ensembles", points,
                                                   "Brier score (lower is better)", "test accuracy",
@@ -233,7 +229,7 @@ def n2_evidence(runs: list[Run], setting: str, wa_probs: torch.Tensor,
 def n3_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torch.Tensor]]) -> Evidence:
     """N3 decision. ``sample_probs[sampler][i]`` (K, N, C): samples around ``runs[i]``."""
     labels = runs[0].eval_labels
-    plain = np.array(subset_curves(torch.stack([r.eval_probs[-1] for r in runs]), labels).accuracy)
+    plain = np.array(subset_curves(final_probs(runs), labels).accuracy)
     k = np.arange(1, len(runs) + 1)
     criteria, gains = [], {}
     series = [figspec.series("plain ensemble", k, plain, style="line+points")]
@@ -249,7 +245,7 @@ def n3_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
             Criterion(f"{sampler}: gain at k = {len(runs)} minus gain at k = 1", float(gain[-1] - gain[0]), 0.0, "<="),
         ]
     return Evidence(
-        claim="N3", setting=setting, source=SOURCES["N3"], seeds=_seeds(runs), criteria=tuple(criteria),
+        claim="N3", setting=setting, source=SOURCES["N3"], seeds=seeds_of(runs), criteria=tuple(criteria),
         details={"plain_accuracy": plain.tolist(), "gain_over_plain": gains,
                  figspec.FIGURES_KEY: [figspec.xy("Ensembles of subspace ensembles against ensemble size", series,
                                                   "ensemble size k", "test accuracy",

@@ -62,7 +62,7 @@ from harness.stats import (
     seed_bootstrap,
 )
 from harness.symmetry import permutation_spec, permute, random_permutation
-from harness.training import Run, model_at
+from harness.training import Run, final_probs, model_at, seeds_of
 from reports import figspec
 
 # [Fort] Fig. 3 / [WB]: cross-seed cosine ~0-0.05; CLAIMS.md allows up to 0.1.
@@ -86,10 +86,6 @@ SOURCES = {
 }
 
 
-def _seeds(runs: list[Run]) -> tuple[int, ...]:
-    return tuple(r.seed for r in runs)
-
-
 def _late_epochs(run: Run) -> range:
     """The last quarter of a run's epochs (at least the last two)."""
     n = run.eval_probs.shape[0]
@@ -111,7 +107,7 @@ def i1_evidence(runs: list[Run], setting: str) -> Evidence:
     initial = pairwise_cosine(torch.stack([weight_vector(r.weights[0]) for r in runs])).numpy()
     every = pairwise_cosine(torch.stack([weight_vector(r.weights[r.epochs[-1]], "all") for r in runs])).numpy()
     return Evidence(
-        claim="I1", setting=setting, source=SOURCES["I1"], seeds=_seeds(runs),
+        claim="I1", setting=setting, source=SOURCES["I1"], seeds=seeds_of(runs),
         criteria=(
             Criterion("cross-seed cosine of final weights", pairwise_mean(cross), I1_CROSS_COS_MAX, "<=",
                       ci=pairwise_mean_interval(cross, CONFIDENCE), level=CONFIDENCE),
@@ -140,7 +136,7 @@ def permutation_null(setting_name: str, runs: list[Run]) -> list[float]:
 
 
 def i2_evidence(runs: list[Run], setting: str) -> Evidence:
-    finals = torch.stack([r.eval_probs[-1] for r in runs])  # (S, N, C)
+    finals = final_probs(runs)  # (S, N, C)
     labels = runs[0].eval_labels
     cross = pairwise_disagreement(finals).numpy()
     error = 1.0 - np.array([(p.argmax(1) == labels).double().mean().item() for p in finals])
@@ -154,7 +150,7 @@ def i2_evidence(runs: list[Run], setting: str) -> Evidence:
         lambda idx: resampled_pairwise_mean(cross, idx) - I2_CROSS_OVER_WITHIN_MIN * resampled_mean(within, idx),
         len(runs), CONFIDENCE, min_distinct=3)
     return Evidence(
-        claim="I2", setting=setting, source=SOURCES["I2"], seeds=_seeds(runs),
+        claim="I2", setting=setting, source=SOURCES["I2"], seeds=seeds_of(runs),
         criteria=(
             Criterion("normalised diversity of independent runs", pairwise_mean(normalized),
                       I2_NORMALIZED_DIVERSITY_MIN, ">=", ci=pairwise_mean_interval(normalized, CONFIDENCE),
@@ -182,7 +178,7 @@ def i3_evidence(runs: list[Run], setting: str) -> Evidence:
     gap = seed_bootstrap(lambda idx: resampled_mean(within, idx) - resampled_pairwise_mean(cross, idx),
                          s, CONFIDENCE, min_distinct=3)
     return Evidence(
-        claim="I3", setting=setting, source=SOURCES["I3"], seeds=_seeds(runs),
+        claim="I3", setting=setting, source=SOURCES["I3"], seeds=seeds_of(runs),
         criteria=(Criterion("within-run minus cross-seed error Jaccard", float(within.mean() - pairwise_mean(cross)),
                             I3_OVERLAP_GAP_MIN, ">", ci=gap, level=CONFIDENCE),),
         details={"cross_error_jaccard": pairwise_mean(cross), "within_error_jaccard": within.tolist(),
@@ -209,7 +205,7 @@ def f1_evidence(runs: list[Run], setting: str) -> Evidence:
               - _total_variation(runs[a].eval_probs[1], runs[b].eval_probs[1])
               for a in range(s) for b in range(a + 1, s)]
     return Evidence(
-        claim="F1", setting=setting, source=SOURCES["F1"], seeds=_seeds(runs),
+        claim="F1", setting=setting, source=SOURCES["F1"], seeds=seeds_of(runs),
         criteria=(
             Criterion("nearest-neighbour purity of late checkpoints", purity, F1_PURITY_MIN, ">="),
             Criterion("between-run distance growth (final - epoch 1), worst pair", min(growth), 0.0, ">"),

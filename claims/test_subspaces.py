@@ -52,7 +52,7 @@ from harness.stats import (
     seed_bootstrap,
 )
 from harness.subspace import ENSEMBLE_SCALES, PLANE_SCALES, Scales
-from harness.training import Run
+from harness.training import Run, final_probs, seeds_of
 from reports import figspec
 
 # CLAIMS.md S1: at least 95% of samples closer to their own centre than to any other solution.
@@ -81,13 +81,9 @@ def _labels(probs: torch.Tensor) -> torch.Tensor:
     return probs.argmax(-1)
 
 
-def _finals(runs: list[Run]) -> torch.Tensor:
-    return torch.stack([r.eval_probs[-1] for r in runs])  # (S, N, C)
-
-
 def s1_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torch.Tensor]]) -> Evidence:
     """S1 decision. ``sample_probs[sampler][i]`` (K, N, C) are the samples drawn around ``runs[i]``."""
-    finals = _labels(_finals(runs))  # (S, N)
+    finals = _labels(final_probs(runs))  # (S, N)
     criteria, fractions = [], {}
     for sampler, per_run in sample_probs.items():
         per_seed = []
@@ -100,14 +96,14 @@ def s1_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
         criteria.append(Criterion(f"{sampler}: fraction of samples closest to their own solution",
                                   float(per_seed.mean()), S1_OWN_MODE_FRACTION_MIN, ">=",
                                   ci=mean_interval(per_seed, CONFIDENCE), level=CONFIDENCE))
-    return Evidence(claim="S1", setting=setting, source=SOURCES["S1"], seeds=tuple(r.seed for r in runs),
+    return Evidence(claim="S1", setting=setting, source=SOURCES["S1"], seeds=seeds_of(runs),
                     criteria=tuple(criteria), details={"own_mode_fraction_per_run": fractions})
 
 
 def weight_average_closest_to_own(runs: list[Run], wa_probs: torch.Tensor) -> list[bool]:
     """Per run: is its weight average (``wa_probs[i]``, (N, C)) strictly closer to its own final
     predictions than to every other run's?"""
-    finals = _labels(_finals(runs))
+    finals = _labels(final_probs(runs))
     out = []
     for i, wa in enumerate(wa_probs):
         d = (_labels(wa)[None] != finals).double().mean(-1)
@@ -125,7 +121,7 @@ def independent_normalized_diversity(runs: list[Run]) -> tuple[np.ndarray, np.nd
     ``nd[a, b] = d(a, b) / (1 - acc(a))``, the official code's, normalised by the first run's
     error; I2 and S2 average both directions of a pair.
     """
-    probs = _finals(runs)
+    probs = final_probs(runs)
     finals = _labels(probs)
     cross = (finals[:, None] != finals[None]).double().mean(-1).numpy()
     acc = _accuracy(probs, runs[0].eval_labels)
@@ -143,7 +139,7 @@ def s2_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
     acc_ind, nd_ind = independent_normalized_diversity(runs)
     symmetric = (nd_ind + nd_ind.T) / 2
     reference = float(acc_ind.mean())
-    finals = _labels(_finals(runs))
+    finals = _labels(final_probs(runs))
     criteria, points, near_counts = [], {}, {}
     for sampler, per_run in sample_probs.items():
         if plane_probs is not None:
@@ -173,7 +169,7 @@ def s2_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
         criteria.append(Criterion(f"{sampler}: near-accuracy normalised diversity / independent runs'", estimate,
                                   S2_DIVERSITY_RATIO_MAX, "<=", ci=ci, level=CONFIDENCE))
     return Evidence(
-        claim="S2", setting=setting, source=SOURCES["S2"], seeds=tuple(r.seed for r in runs),
+        claim="S2", setting=setting, source=SOURCES["S2"], seeds=seeds_of(runs),
         criteria=tuple(criteria),
         details={"reference_accuracy": reference, "accuracy_band": S2_ACCURACY_BAND,
                  "independent_normalized_diversity": pairwise_mean(symmetric),
@@ -258,7 +254,7 @@ def test_negative_control_s1_samples_of_another_run_fail(setting, trained_runs, 
 @pytest.mark.parametrize("setting", setting_params(("smoke",)))
 def test_negative_control_s2_independent_solutions_as_samples_fail(setting, trained_runs):
     runs = trained_runs(setting)
-    finals = _finals(runs)
+    finals = final_probs(runs)
     doctored = {"independent": [torch.cat([finals[:i], finals[i + 1:]]) for i in range(len(runs))]}
     evidence = s2_evidence(runs, setting, doctored)
     criterion = evidence.criteria[0]

@@ -42,7 +42,7 @@ from harness.stats import (
     mean_interval,
     spearman_trend,
 )
-from harness.training import Run
+from harness.training import Run, seeds_of
 from reports import figspec
 
 # [WB]: consecutive cosine > 0.95 after ~epoch 10 of SmallCNN training.
@@ -166,7 +166,7 @@ CLAIMS = {  # id -> (decision, checkpoint matrix of one run)
 
 def decide(claim: str, runs: list[Run], setting: str) -> Evidence:
     evidence_of, matrix_of = CLAIMS[claim]
-    return evidence_of([matrix_of(r) for r in runs], tuple(r.seed for r in runs), setting)
+    return evidence_of([matrix_of(r) for r in runs], seeds_of(runs), setting)
 
 
 @pytest.mark.claim(id="T1", source="[Fort] Fig. 2a; [WB]")
@@ -195,5 +195,5 @@ def test_t3_snapshots_converge_in_function_space(setting, trained_runs, record_e
 def test_negative_control_time_shuffled_snapshots_fail(claim, setting, trained_runs):
     runs = trained_runs(setting)
     evidence_of, matrix_of = CLAIMS[claim]
-    rate = shuffled_pass_rate(evidence_of, [matrix_of(r) for r in runs], tuple(r.seed for r in runs), setting)
+    rate = shuffled_pass_rate(evidence_of, [matrix_of(r) for r in runs], seeds_of(runs), setting)
     assert rate <= NULL_PASS_RATE_MAX, f"{claim} passed {rate:.1%} of {N_SHUFFLES} time-shuffled trajectories"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -215,6 +215,16 @@ def train(
         progress(f"{setting.name} seed={seed}: {recipe.epochs} epochs in {total:.1f}s on {device}, "
                  f"test acc {run.eval_acc[-1].item():.3f}")
     return run
+
+
+def final_probs(runs: Sequence[Run]) -> torch.Tensor:
+    """The runs' test-split softmax outputs at their last epoch, stacked: shape (S, N, C)."""
+    return torch.stack([r.eval_probs[-1] for r in runs])
+
+
+def seeds_of(runs: Sequence[Run]) -> tuple[int, ...]:
+    """The runs' seeds, in order (an Evidence's ``seeds``)."""
+    return tuple(r.seed for r in runs)
 
 
 def model_at(setting: Setting, run: Run, epoch: int) -> torch.nn.Module:

@@ -10,7 +10,7 @@ import torch
 from harness import settings
 from harness.data import Data, Split
 from harness.settings import Recipe
-from harness.training import DivergedError, derive_seed, resolve_device, train
+from harness.training import DivergedError, derive_seed, final_probs, resolve_device, seeds_of, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # digits-mlp shortened: the loop's behaviour, not its accuracy, is under test here.
@@ -139,3 +139,12 @@ def test_model_at_rebuilds_the_saved_model(run):
         model_at(SHORT, run, 7)
     with pytest.raises(ValueError, match=r"belongs to setting key"):
         model_at(settings.get("synthetic16-cnn"), run, 3)
+
+
+def test_final_probs_and_seeds_of_runs():
+    setting = settings.get("digits-mlp")
+    runs = [train(setting, seed=s, device="cpu") for s in (3, 1)]
+    assert seeds_of(runs) == (3, 1)
+    stacked = final_probs(runs)
+    assert stacked.shape == (2, *runs[0].eval_probs.shape[1:])
+    assert torch.equal(stacked[1], runs[1].eval_probs[-1])
