@@ -17,7 +17,6 @@ and :func:`harness.metrics.nll` define them) against the ensemble size k = 1..M.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -26,8 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from harness.metrics import NLL_EPS, as_labels, as_probs
+from harness.stats import seed_subsets
 
-__all__ = ["COMBINERS", "MAX_SUBSETS", "SubsetCurves", "ensemble_probs", "subset_curves"]
+__all__ = ["COMBINERS", "MAX_SUBSETS", "SubsetCurves", "ensemble_probs", "subset_curves", "subset_metrics"]
 
 COMBINERS = ("mean", "vote", "trimmed_mean")
 # Subsets per ensemble size before subset_curves samples instead of enumerating: 256 covers every
@@ -135,15 +135,6 @@ class SubsetCurves:
         return {key: list(value) for key, value in asdict(self).items()}
 
 
-def _subsets(m: int, k: int, max_subsets: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """Member indices (B, k) of every k-subset of m members, or of ``max_subsets`` random ones."""
-    if math.comb(m, k) <= max_subsets:
-        return np.array(list(itertools.combinations(range(m), k)), dtype=np.int64).reshape(-1, k), True
-    # Independent uniform draws (with replacement across draws): an unbiased sample of the mean
-    # over all k-subsets. Argsorting uniform keys gives a uniformly random order of the members.
-    return np.sort(rng.random((max_subsets, m)).argsort(axis=1)[:, :k], axis=1), False
-
-
 def subset_curves(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
                   max_subsets: int = MAX_SUBSETS, seed: int = 0, combiner: str = "mean",
                   trim: float | None = None) -> SubsetCurves:
@@ -188,26 +179,61 @@ def subset_curves(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nd
     if len(y) != n:
         raise ValueError(f"probs and labels must have the same number of examples; got {n} and {len(y)}")
     rng = np.random.default_rng(seed)
-    onehot = F.one_hot(y, c).double()
     rows: dict[str, list] = {key: [] for key in ("accuracy", "brier", "nll", "accuracy_std", "brier_std",
                                                  "nll_std", "n_subsets", "exhaustive")}
     for k in range(1, m + 1):
-        subsets, exhaustive = _subsets(m, k, max_subsets, rng)
-        index = torch.from_numpy(subsets).to(p.device)
-        per_chunk = max(1, _CHUNK_ELEMENTS // (k * n * c))
-        values = []
-        for chunk in index.split(per_chunk):
-            ens = _combine(p[chunk], combiner, trim)  # (B, N, C)
-            values.append(torch.stack([
-                (ens.argmax(-1) == y).double().mean(-1),
-                (ens - onehot).square().sum(-1).mean(-1),
-                0.0 - ens.gather(-1, y.expand(len(chunk), n)[..., None]).squeeze(-1).clamp_min(NLL_EPS).log().mean(-1),
-            ], dim=1))
-        values = torch.cat(values)  # (B, 3): accuracy, Brier, NLL of each subset
+        subsets = seed_subsets(m, k, max_subsets, rng)
+        metrics = subset_metrics(p, y, subsets, combiner, trim)
+        values = torch.stack([metrics[key] for key in ("accuracy", "brier", "nll")], dim=1)  # (B, 3)
         mean, std = values.mean(0).tolist(), values.std(0, correction=0).tolist()
         for i, key in enumerate(("accuracy", "brier", "nll")):
             rows[key].append(mean[i])
             rows[f"{key}_std"].append(std[i])
         rows["n_subsets"].append(len(subsets))
-        rows["exhaustive"].append(exhaustive)
+        rows["exhaustive"].append(math.comb(m, k) <= max_subsets)
     return SubsetCurves(sizes=tuple(range(1, m + 1)), **{key: tuple(v) for key, v in rows.items()})
+
+
+def subset_metrics(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, subsets: np.ndarray,
+                   combiner: str = "mean", trim: float | None = None) -> dict[str, torch.Tensor]:
+    """Accuracy, Brier and NLL of the ensemble of each row of ``subsets``.
+
+    Members are gathered by indexing and combined in batches of subsets (at most
+    ``_CHUNK_ELEMENTS`` values at once), never looping over examples.
+
+    Parameters
+    ----------
+    probs : torch.Tensor or numpy.ndarray, shape (M, N, C)
+    labels : torch.Tensor or numpy.ndarray, shape (N,), int in [0, C)
+    subsets : int array, shape (B, k)
+        Member indices of each ensemble.
+    combiner, trim
+        As in :func:`ensemble_probs`.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``"accuracy"``, ``"brier"``, ``"nll"``: float64, shape (B,).
+    """
+    _check_combiner(combiner, trim)
+    p = as_probs(probs, "probs", "(M, N, C)")
+    m, n, c = p.shape
+    y = as_labels(labels, "labels", c).to(p.device)
+    if len(y) != n:
+        raise ValueError(f"probs and labels must have the same number of examples; got {n} and {len(y)}")
+    index = torch.as_tensor(np.asarray(subsets), dtype=torch.int64, device=p.device)
+    if index.ndim != 2 or len(index) == 0 or index.min() < 0 or index.max() >= m:
+        raise ValueError(f"subsets must be a non-empty (B, k) array of member indices in [0, {m}); "
+                         f"got shape {tuple(index.shape)}")
+    onehot = F.one_hot(y, c).double()
+    per_chunk = max(1, _CHUNK_ELEMENTS // (index.shape[1] * n * c))
+    values = []
+    for chunk in index.split(per_chunk):
+        ens = _combine(p[chunk], combiner, trim)  # (B, N, C)
+        values.append(torch.stack([
+            (ens.argmax(-1) == y).double().mean(-1),
+            (ens - onehot).square().sum(-1).mean(-1),
+            0.0 - ens.gather(-1, y.expand(len(chunk), n)[..., None]).squeeze(-1).clamp_min(NLL_EPS).log().mean(-1),
+        ], dim=1))
+    values = torch.cat(values)
+    return {"accuracy": values[:, 0], "brier": values[:, 1], "nll": values[:, 2]}

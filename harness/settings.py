@@ -23,6 +23,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness.stats import MIN_SEEDS
+
 # Bump when the on-disk run format or the training loop changes what a key means: old entries
 # then simply miss and are retrained, never misread.
 STORE_VERSION = 1
@@ -201,7 +203,10 @@ class Setting:
     model : ModelSpec
     recipe : Recipe
     n_seeds : int
-        Runs a claim uses by default (seeds 0..n_seeds-1); ``--seeds`` overrides it.
+        Seeds of a claim's first look (seeds 0..n_seeds-1); ``--seeds`` overrides it.
+    max_seeds : int
+        The most seeds a claim's decision grows to while it is inconclusive (doubling from
+        ``n_seeds``, see :mod:`harness.sequential`): what this setting's runs cost allows.
     """
 
     name: str
@@ -210,13 +215,15 @@ class Setting:
     model: ModelSpec
     recipe: Recipe
     n_seeds: int = 5
+    max_seeds: int = 20
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             _fail("Setting", "name", self.name, "a non-empty string")
         _check_choice("Setting", "tier", self.tier, TIERS)
-        _check_int("Setting", "n_seeds", self.n_seeds, 2)
+        _check_int("Setting", "n_seeds", self.n_seeds, MIN_SEEDS)
+        _check_int("Setting", "max_seeds", self.max_seeds, self.n_seeds)
 
     def spec(self) -> dict:
         """The part of the setting that determines the runs (no name, tier or seeds)."""
@@ -262,6 +269,7 @@ _register(Setting(
     DatasetSpec("digits", 8, n_val=200),
     ModelSpec("mlp", (64, 64)),
     Recipe(epochs=16, batch_size=64, lr_halving_every=4),
+    max_seeds=100,  # a run takes ~0.2 s on 2 CPU cores: 100 seeds cost ~20 s
     description="scikit-learn digits (8x8), 2x64 MLP, 16 epochs",
 ))
 _register(Setting(
@@ -269,6 +277,7 @@ _register(Setting(
     DatasetSpec("synthetic", 16, n_train=3000, n_test=1000, n_val=500),
     ModelSpec("small_cnn", (16, 32, 32), dropout=0.1),
     Recipe(epochs=8, lr_halving_every=2),
+    max_seeds=20,  # a run takes ~3 s on 2 CPU cores: 15 more seeds cost under a minute
     description="synthetic 3x16x16, SmallCNN (16,32,32), 8 epochs",
 ))
 for _data_name, _data in (

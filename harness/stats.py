@@ -1,30 +1,43 @@
-"""Statistical decisions over seeds, and the Evidence a claim test records.
+"""Confidence intervals over seeds for the statistics that claims are decided on.
 
-A claim's decision is a conjunction of :class:`Criterion` objects, each comparing an estimate (or
-its one-sided confidence bound) with a named threshold. Uncertainty comes from the seeds: the
-bootstrap resamples *seeds*, never pairs or examples, because seeds are the independent units.
+Uncertainty comes from the seeds: the bootstrap resamples *seeds*, never pairs or examples,
+because seeds are the independent units. Statistics of one value per seed and of pairs of seeds
+get studentized bootstrap bounds (:func:`seed_bootstrap`); statistics of ensembles of K seeds
+(U-statistics of order K) get jackknife-t bounds (:func:`subset_mean_interval`). The decisions
+built on them are in :mod:`harness.evidence` and :mod:`harness.sequential`.
 """
 
 from __future__ import annotations
 
 import math
+import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.stats
 
-DIRECTIONS = (">=", ">", "<=", "<")
-# One-sided confidence level of every claim's bootstrap bound (the conventional 95%).
+# Nominal one-sided confidence level of a decision over all its looks (the conventional 95%);
+# harness.sequential splits 1 - CONFIDENCE across the looks.
 CONFIDENCE = 0.95
 # A negative control's null (e.g. a time-shuffled trajectory) may pass a claim's decision at most
 # this often: the conventional 5% significance level.
 NULL_PASS_RATE_MAX = 0.05
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 0  # the resampling is part of the decision: fixed, so a verdict is reproducible
+# The fewest seeds any claim is decided on. A pairwise statistic's bootstrap needs resamples of at
+# least 3 distinct seeds (see seed_bootstrap's min_distinct); with 3 seeds only 22% of resamples
+# hold 3 (and those are the seeds themselves, so they carry no spread), with 4 seeds 66% do.
+MIN_SEEDS = 4
+# Relative size below which a spread is rounding, not variation: the mean of ten copies of 0.95
+# is 0.9499999999999998, and its jackknife error ~1e-16, not 0.
+ROUNDING = 1e-12
+# Ensembles of K seeds averaged over at most this many K-subsets (a fixed random sample when
+# there are more): the sampling error of 2,000 subsets is small beside the seeds' own.
+MAX_SUBSETS = 2000
+_JACKKNIFE_ELEMENTS = 1 << 22  # seed indices per chunk of leave-one-out resamples (32 MiB of int64)
 
 
-def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, level: float = 0.95,
+def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, level: float = CONFIDENCE,
                    n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
                    min_distinct: int = 2) -> tuple[float, float]:
     """One-sided bootstrap-t bounds of a statistic of the seeds, resampling *seeds*.
@@ -44,7 +57,8 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
         Maps seed indices, an int array of shape (B, K) for any K >= 2, to the statistic of each
         row, shape (B,). NaN marks a row on which the statistic is undefined.
     n_seeds : int
-        S >= 3 (the jackknife of a resample needs two seeds left).
+        S >= ``min_distinct`` + 1 (the jackknife of a resample needs two seeds left, and enough
+        resamples must hold ``min_distinct`` distinct seeds).
     level : float
         One-sided confidence level in (0.5, 1).
     n_resamples : int
@@ -59,18 +73,20 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
     -------
     (lower, upper) : tuple of float
         The one-sided lower and upper bounds at ``level``; together a two-sided interval at
-        ``2 * level - 1``.
+        ``2 * level - 1``. Always ``lower <= estimate <= upper``.
     """
-    if not isinstance(n_seeds, int) or n_seeds < 3:
-        raise ValueError(f"n_seeds={n_seeds!r} is invalid: a bootstrap over seeds needs at least 3 seeds")
-    if not 0.5 < level < 1:
-        raise ValueError(f"level={level} is invalid: expected a one-sided level in (0.5, 1)")
+    need = max(3, min_distinct + 1)
+    if not isinstance(n_seeds, int) or n_seeds < need:
+        kind = "a pairwise statistic" if min_distinct >= 3 else "a statistic of single seeds"
+        raise ValueError(f"n_seeds={n_seeds!r} is invalid: a bootstrap over seeds of {kind} needs at least "
+                         f"{need} seeds")
+    _check_level(level)
     everything = np.arange(n_seeds)[None, :]
     estimate = float(statistic(everything)[0])
     se = float(_jackknife_se(statistic, everything)[0])
     if not np.isfinite(estimate) or not np.isfinite(se):
         raise ValueError(f"the statistic or its jackknife error is undefined on the seeds: {estimate}, {se}")
-    if se == 0:  # every seed gives the same value: no spread to bootstrap
+    if se <= ROUNDING * max(1.0, abs(estimate)):  # every seed gives the same value: no spread to bootstrap
         return estimate, estimate
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
@@ -85,18 +101,33 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
     # at 1.0 do) has no error of its own; its pivot falls back to the estimate's error (the
     # percentile pivot) instead of an infinite one, which would make the bounds infinite whenever
     # one seed differs from otherwise identical ones.
-    pivot = diff / np.where(resample_se > 0, resample_se, se)
+    pivot = diff / np.where(resample_se > ROUNDING * max(1.0, abs(estimate)), resample_se, se)
     q_low, q_high = np.quantile(pivot, [1 - level, level])
-    return estimate - q_high * se, estimate - q_low * se
+    # A skewed pivot can put both quantiles on one side of 0; a bound never excludes the estimate.
+    return min(estimate, estimate - q_high * se), max(estimate, estimate - q_low * se)
+
+
+def _check_level(level: float) -> None:
+    if not 0.5 < level < 1:
+        raise ValueError(f"level={level} is invalid: expected a one-sided level in (0.5, 1)")
 
 
 def _jackknife_se(statistic: Callable[[np.ndarray], np.ndarray], idx: np.ndarray) -> np.ndarray:
-    """Jackknife standard error of the statistic of each row of ``idx`` (B, K), leaving out one draw."""
+    """Jackknife standard error of the statistic of each row of ``idx`` (B, K), leaving out one draw.
+
+    Rows are processed in chunks of at most ``_JACKKNIFE_ELEMENTS`` leave-one-out indices, so that
+    memory stays bounded at 100 seeds and 4,000 resamples.
+    """
     b, k = idx.shape
     keep = ~np.eye(k, dtype=bool)
-    leave_one_out = np.broadcast_to(idx[:, None, :], (b, k, k))[:, keep].reshape(b * k, k - 1)
-    values = statistic(leave_one_out).reshape(b, k)
-    return np.sqrt((k - 1) / k * ((values - values.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
+    out = np.empty(b)
+    step = max(1, _JACKKNIFE_ELEMENTS // (k * k))
+    for start in range(0, b, step):
+        part = idx[start:start + step]
+        leave_one_out = np.broadcast_to(part[:, None, :], (len(part), k, k))[:, keep].reshape(len(part) * k, k - 1)
+        values = statistic(leave_one_out).reshape(len(part), k)
+        out[start:start + step] = np.sqrt((k - 1) / k * ((values - values.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
+    return out
 
 
 def _per_seed(values: np.ndarray) -> np.ndarray:
@@ -108,7 +139,7 @@ def _per_seed(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def mean_interval(per_seed: np.ndarray, level: float = 0.95, **kwargs) -> tuple[float, float]:
+def mean_interval(per_seed: np.ndarray, level: float = CONFIDENCE, **kwargs) -> tuple[float, float]:
     """Bootstrap bounds of the mean over seeds of one value per seed.
 
     Parameters
@@ -122,10 +153,13 @@ def mean_interval(per_seed: np.ndarray, level: float = 0.95, **kwargs) -> tuple[
     (lower, upper) : tuple of float
     """
     values = _per_seed(per_seed)
+    _check_level(level)
+    if np.ptp(values) == 0:  # exactly the value itself (a float mean of copies may round below it)
+        return float(values[0]), float(values[0])
     return seed_bootstrap(lambda idx: resampled_mean(values, idx), len(values), level, **kwargs)
 
 
-def pairwise_mean_interval(matrix: np.ndarray, level: float = 0.95, **kwargs) -> tuple[float, float]:
+def pairwise_mean_interval(matrix: np.ndarray, level: float = CONFIDENCE, **kwargs) -> tuple[float, float]:
     """Bootstrap bounds of the mean over pairs of distinct seeds of a pairwise statistic.
 
     The seeds are resampled, then the mean is recomputed over every pair (a, b), a < b, of the
@@ -135,15 +169,16 @@ def pairwise_mean_interval(matrix: np.ndarray, level: float = 0.95, **kwargs) ->
     Parameters
     ----------
     matrix : array, shape (S, S)
-        Symmetric pairwise values (e.g. cross-seed cosine); the diagonal is ignored. S >= 3.
+        Symmetric pairwise values (e.g. cross-seed cosine); the diagonal is ignored.
+        S >= MIN_SEEDS.
 
     Returns
     -------
     (lower, upper) : tuple of float
     """
     m = np.asarray(matrix, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 3:
-        raise ValueError(f"matrix must be square (S, S) with S >= 3 seeds; got shape {m.shape}")
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < MIN_SEEDS:
+        raise ValueError(f"matrix must be square (S, S) with S >= {MIN_SEEDS} seeds; got shape {m.shape}")
     off_diagonal = m[~np.eye(len(m), dtype=bool)]
     if not np.isfinite(off_diagonal).all():
         raise ValueError("matrix contains NaN or infinite values off the diagonal")
@@ -161,13 +196,17 @@ def resampled_pairwise_mean(matrix: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Mean of ``matrix`` (S, S) over the pairs of distinct seeds in each row of ``idx`` (B, K) -> (B,).
 
     Pairs of two draws of the same seed are skipped; a row that drew one seed only gives NaN.
+    Computed from the seeds' counts w in each row, as (w^T M w) / (sum_{a != b} w_a w_b) with the
+    diagonal of M zeroed: O(B S^2) time and O(B S) memory, not O(B K^2).
     """
-    m = np.asarray(matrix, dtype=np.float64)
-    a, b = idx[:, :, None], idx[:, None, :]
-    valid = (a != b) & np.triu(np.ones(idx.shape[1], dtype=bool), k=1)
-    total = np.where(valid, m[a, b], 0.0).sum(axis=(1, 2))
+    m = np.array(matrix, dtype=np.float64)
+    np.fill_diagonal(m, 0.0)
+    b, s = len(idx), len(m)
+    counts = np.bincount((idx + s * np.arange(b)[:, None]).ravel(), minlength=b * s).reshape(b, s).astype(np.float64)
+    total = ((counts @ m) * counts).sum(1)
+    pairs = counts.sum(1) ** 2 - (counts**2).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / valid.sum(axis=(1, 2))
+        return np.where(pairs > 0, total / pairs, np.nan)
 
 
 def pairwise_mean(matrix: np.ndarray) -> float:
@@ -195,115 +234,69 @@ def spearman_trend(series: np.ndarray) -> float:
     return float(scipy.stats.spearmanr(np.arange(len(values)), values).statistic)
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """One comparison of a claim's decision.
+def seed_subsets(n_seeds: int, order: int, max_subsets: int = MAX_SUBSETS,
+                 rng: np.random.Generator | int = BOOTSTRAP_SEED) -> np.ndarray:
+    """The K-subsets of S seeds that a statistic of ensembles averages over, shape (M, K), rows sorted.
 
-    Attributes
+    Every subset when there are at most ``max_subsets``, else that many independent uniform draws
+    (with replacement across draws): an unbiased sample of the mean over all K-subsets (an
+    incomplete U-statistic). ``rng`` is a generator or its seed: the sample is part of the decision.
+    """
+    if not 1 <= order <= n_seeds:
+        raise ValueError(f"order={order} is invalid: expected 1 <= order <= n_seeds={n_seeds}")
+    if math.comb(n_seeds, order) <= max_subsets:
+        return np.array(list(itertools.combinations(range(n_seeds), order)), dtype=np.int64).reshape(-1, order)
+    # Argsorting uniform keys gives a uniformly random order of the seeds.
+    rng = np.random.default_rng(rng)
+    return np.sort(rng.random((max_subsets, n_seeds)).argsort(axis=1)[:, :order], axis=1)
+
+
+def subset_mean_interval(values: np.ndarray, subsets: np.ndarray, n_seeds: int,
+                         level: float = CONFIDENCE) -> tuple[float, tuple[float, float]]:
+    """Estimate and jackknife-t bounds of a mean over K-subsets of seeds (a U-statistic of order K).
+
+    Statistics of ensembles of K runs (accuracy of a K-run ensemble, its gain over its members)
+    are means of a kernel over K-subsets of the seeds. A bootstrap resample of seeds repeats seeds,
+    and an ensemble of a run with itself is a smaller ensemble, so its bootstrap distribution is
+    biased toward smaller ensembles. The delete-one-seed jackknife has no such bias and estimates
+    a U-statistic's variance consistently (conservatively; Arvesen 1969): the i-th pseudo-value is
+    the mean over the subsets without seed i, and the bounds use Student's t with S - 1 degrees
+    of freedom.
+
+    Parameters
     ----------
-    name : str
-        What is measured, e.g. "late consecutive cosine".
+    values : array, shape (M,)
+        The kernel on each subset.
+    subsets : int array, shape (M, K)
+        Seed indices of each subset (:func:`seed_subsets`).
+    n_seeds : int
+        S >= K + 1: leaving a seed out must leave a K-subset.
+    level : float
+        One-sided level in (0.5, 1).
+
+    Returns
+    -------
     estimate : float
-        The point estimate (e.g. mean over seeds).
-    threshold : float
-    direction : {">=", ">", "<=", "<"}
-        The claim holds when ``value direction threshold``.
-    ci : (float, float) or None
-        Bootstrap interval whose relevant end (lower for ">=" and ">", upper for "<=" and "<") is compared at
-        confidence ``level``; None when the estimate itself is compared (e.g. a maximum over
-        every seed, which needs no interval).
-    level : float or None
+    (lower, upper) : tuple of float
     """
-
-    name: str
-    estimate: float
-    threshold: float
-    direction: str
-    ci: tuple[float, float] | None = None
-    level: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.direction not in DIRECTIONS:
-            raise ValueError(f"Criterion.direction={self.direction!r} is invalid: expected one of {DIRECTIONS}")
-        if (self.ci is None) != (self.level is None):
-            raise ValueError("Criterion.ci and Criterion.level go together: give both or neither")
-
-    @property
-    def value(self) -> float:
-        """The number compared with the threshold: the relevant CI end, or the estimate."""
-        if self.ci is None:
-            return self.estimate
-        return self.ci[0] if self.direction.startswith(">") else self.ci[1]
-
-    @property
-    def passed(self) -> bool:
-        if math.isnan(self.value):
-            return False
-        return {">=": self.value >= self.threshold, ">": self.value > self.threshold,
-                "<=": self.value <= self.threshold, "<": self.value < self.threshold}[self.direction]
-
-    def describe(self) -> str:
-        compared = "" if self.ci is None else (
-            f" [{'lower' if self.direction.startswith('>') else 'upper'} {self.level:.0%} bound {self.value:.5g}]")
-        return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.estimate:.5g}{compared} "
-                f"{self.direction} {self.threshold:.5g}")
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """A claim's decision in one setting, over all its seeds.
-
-    Attributes
-    ----------
-    claim : str
-        Catalog id (CLAIMS.md), e.g. "T1".
-    setting : str
-    source : str
-        What the source reports, e.g. "[WB] SmallCNN: consecutive cos > 0.95 after ~epoch 10".
-    criteria : tuple of Criterion
-        All must pass for the claim to pass.
-    seeds : tuple of int
-    details : dict
-        JSON-able extra measurements for the report (per-seed values, nulls).
-    """
-
-    claim: str
-    setting: str
-    source: str
-    criteria: tuple[Criterion, ...]
-    seeds: tuple[int, ...]
-    details: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.criteria:
-            raise ValueError("Evidence needs at least one criterion: a decision that compares nothing cannot fail")
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.criteria)
-
-    @property
-    def main(self) -> Criterion:
-        """The first criterion: the claim's headline statistic in tables."""
-        return self.criteria[0]
-
-    @property
-    def n_seeds(self) -> int:
-        return len(self.seeds)
-
-    @property
-    def verdict(self) -> str:
-        return "PASS" if self.passed else "FAIL"
-
-    def explain(self) -> str:
-        """A multi-line account: verdict, setting, seeds, then each criterion."""
-        head = f"{self.claim} {self.verdict} on {self.setting} over {len(self.seeds)} seeds {list(self.seeds)}"
-        lines = [head, f"  source: {self.source}"] + [f"  {c.describe()}" for c in self.criteria]
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["verdict"], out["n_seeds"] = self.verdict, self.n_seeds
-        for c, d in zip(self.criteria, out["criteria"]):
-            d["value"], d["passed"] = c.value, c.passed
-        return out
+    values = np.asarray(values, dtype=np.float64)
+    subsets = np.asarray(subsets)
+    if subsets.ndim != 2 or values.shape != (len(subsets),):
+        raise ValueError(f"values {values.shape} must hold one value per subset of subsets {subsets.shape}")
+    if n_seeds < subsets.shape[1] + 1:
+        raise ValueError(f"n_seeds={n_seeds} is invalid: a statistic of {subsets.shape[1]}-run ensembles needs at "
+                         f"least {subsets.shape[1] + 1} seeds for its jackknife")
+    _check_level(level)
+    if not np.isfinite(values).all():
+        raise ValueError("values contain NaN or infinite values")
+    estimate = float(values.mean())
+    contains = (subsets[:, :, None] == np.arange(n_seeds)).any(axis=1)  # (M, S)
+    kept = (~contains).sum(axis=0)
+    if kept.min() == 0:
+        raise ValueError("every subset holds some seed: too few subsets for a delete-one-seed jackknife")
+    pseudo = (values[:, None] * ~contains).sum(axis=0) / kept
+    se = float(np.sqrt((n_seeds - 1) / n_seeds * ((pseudo - pseudo.mean()) ** 2).sum()))
+    if se <= ROUNDING * max(1.0, abs(estimate)):
+        return estimate, (estimate, estimate)
+    half = float(scipy.stats.t.ppf(level, n_seeds - 1)) * se
+    return estimate, (estimate - half, estimate + half)

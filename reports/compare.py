@@ -1,38 +1,51 @@
-"""Compare two ``results.json`` files: verdict changes, regressions, moved statistics.
+"""Compare two ``results.json`` files: verdict changes, regressions, moved statistics, seed counts.
 
 Usage::
 
     python -m reports.compare OLD NEW [--json]
 
-``OLD`` and ``NEW`` are ``results.json`` files (schema version 2, ``reports/SCHEMA.md``) or folders
-holding one. Exit status: 1 when there is any regression, 0 otherwise, 2 on bad input.
+``OLD`` and ``NEW`` are ``results.json`` files (schema version 3, ``reports/SCHEMA.md``, or 2) or
+folders holding one. Exit status: 1 when there is any regression, 0 otherwise, 2 on bad input
+(including schema version 1 and unknown versions).
+
+Verdicts are version 3's: reproduces, refuted, inconclusive. A file of schema version 2 is compared
+too (the nightly job's previous night may be one): its evidence is read in version 3's shape
+(:func:`reports.results.upgrade_evidence`) with its verdicts labelled "PASS (schema 2)" and "FAIL
+(schema 2)". PASS decided on the same bound as reproduces does, so it counts as reproduces; a FAIL
+was refuted or inconclusive, which version 2 did not tell apart, so it counts as "does not
+reproduce" and agrees with both (FAIL -> refuted is no change of verdict).
 
 Claim records are matched by (claim id, setting); a record without a claim id is matched by its
 pytest node id. Each matched or unmatched record falls in one kind of change:
 
 ``regression``
-    The verdict went PASS -> FAIL; or a claim that had a verdict now has none (it errored before
-    deciding); or the test outcome moved into ``failed``/``error`` from anything else; or a claim
-    that ran before is now skipped or missing. A skip counts as a regression because a nightly run
-    that silently stops deciding a claim (no GPU, no data, a new skip condition) has lost coverage;
-    a claim skipped in both files is no change.
-    Exception: PASS -> FAIL of a claim whose old record was already an expected failure (an xfail
-    that passed, returning to the recorded non-reproduction) is ``changed``, not a regression.
+    The verdict went from reproduces to refuted or inconclusive; or a claim that had a verdict
+    now has none (it errored before deciding) after it reproduced or with a test that now fails;
+    or the test outcome moved into ``failed``/``error`` from anything else; or a claim that ran
+    before is now skipped or missing. A skip counts as a regression because a nightly run that
+    silently stops deciding a claim (no GPU, no data, a new skip condition) has lost coverage; a
+    claim skipped in both files is no change.
+    Exception: a declared finding that reproduced in OLD and is refuted as declared in NEW (back to
+    the declared non-reproduction, ``xfailed``) is ``changed``, not a regression.
 ``attention``
-    A strict xfail whose claim now passes: the recorded non-reproduction no longer reproduces.
-    pytest already fails that run ([XPASS(strict)]), so the nightly job fails on its own; this tool
-    does not add a regression, and asks for the xfail marker and the README numbers to be revised.
+    A declared finding whose claim now reproduces (schema 2: a strict xfail that now passes). The
+    claim test already fails that run ("declared finding now reproduces"; schema 2:
+    [XPASS(strict)]), so the nightly job fails on its own; this tool adds no regression, and asks
+    for the finding and the README numbers to be revised.
 ``improvement``
-    FAIL -> PASS (not an xfail), or no verdict -> PASS.
+    Refuted, inconclusive or no verdict -> reproduces, not a declared finding.
 ``changed``
-    Any other change of verdict or outcome (e.g. FAIL -> error, failed -> xfailed).
+    Any other change of verdict or outcome (e.g. refuted -> inconclusive, refuted -> error).
 ``added`` / ``removed``
     A claim only in NEW (or skipped in OLD and run in NEW) / only in OLD and skipped there.
 
 Statistics: for every claim with evidence in both files, criteria are matched by name; one is
-reported when its confidence intervals do not overlap (both have one), or when its estimate moved
-by more than :data:`RELATIVE_TOLERANCE` (otherwise), or when its threshold or direction changed.
-Moved statistics are reported only; they never count as regressions on their own.
+reported when its intervals do not overlap, or when its threshold or direction changed. Every
+criterion of version 3 has an interval, but a schema-2 criterion may have none and an undefined
+statistic has NaN bounds: without an interval on both sides, a criterion is reported when its
+estimate moved by more than :data:`RELATIVE_TOLERANCE`. Seed counts: a claim
+decided on a different number of seeds is reported (a sequential decision that took another look).
+Moved statistics and seed counts are reported only; they never count as regressions on their own.
 """
 
 from __future__ import annotations
@@ -44,12 +57,25 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reports.results import RESULTS_NAME, SCHEMA_VERSION
+from reports.results import (
+    LEGACY_VERDICTS,
+    REPRODUCES,
+    RESULTS_NAME,
+    SCHEMA_VERSION,
+    describe_criterion,
+    headline_criterion,
+    holds,
+    looks_text,
+    upgrade_record,
+)
 
-# Estimates without an interval (worst-over-seeds or point statistics) carry no noise estimate of
-# their own. Between the README's two smoke seed sets the largest move was 19% (I2 on digits-mlp:
-# 0.85 on seeds 0-4, 0.69 on seeds 5-9), so a relative change above 25% is more than seed-to-seed
-# noise and worth a look. Reported only: regressions come from verdicts (threshold + interval).
+# Schema versions this tool reads; older records are upgraded to SCHEMA_VERSION's shape.
+READABLE_VERSIONS = (SCHEMA_VERSION, 2)
+
+# Schema-2 estimates without an interval (worst-over-seeds or point statistics) carry no noise
+# estimate of their own. Between the README's two smoke seed sets the largest move was 19% (I2 on
+# digits-mlp: 0.85 on seeds 0-4, 0.69 on seeds 5-9), so a relative change above 25% is more than
+# seed-to-seed noise and worth a look. Reported only: regressions come from verdicts.
 RELATIVE_TOLERANCE = 0.25
 
 # pytest outcomes that make the run fail (a strict xfail that passes is recorded as "failed").
@@ -72,61 +98,58 @@ class Status:
     ----------
     outcome : str
         pytest outcome: passed, failed, xfailed, xpassed, skipped or error.
-    verdict : {"PASS", "FAIL"} or None
-        The evidence's verdict; None when the test recorded no evidence.
+    verdict : str or None
+        The evidence's verdict: reproduces, refuted, inconclusive, or (schema 2) "PASS (schema 2)"
+        or "FAIL (schema 2)"; None when the test recorded no evidence.
     detail : str or None
         The failure message or the skip/xfail reason.
-    failing : str or None
-        The first failing criterion, e.g. "late consecutive cosine 0.93 >= 0.95" (its compared value).
+    headline : str or None
+        The criterion that explains the verdict, e.g. "late consecutive cosine 0.93 [0.9, 0.96] >= 0.95".
+    finding : str or None
+        The verdict a declared finding of the claim expected ("refuted"); None without one.
     """
 
     outcome: str
     verdict: str | None
     detail: str | None
-    failing: str | None = None
+    headline: str | None = None
+    finding: str | None = None
 
     @property
     def ran(self) -> bool:
         return self.outcome != "skipped"
 
     @property
-    def xpassed(self) -> bool:
-        """The claim passed although marked xfail (strict xpasses are recorded as failed)."""
-        return self.outcome == "xpassed" or (self.detail or "").startswith(XPASS_STRICT_PREFIX)
+    def holds(self) -> bool | None:
+        """Whether the verdict says the claim holds (:func:`reports.results.holds`); None without one."""
+        return holds(self.verdict)
 
     @property
-    def expected_failure(self) -> bool:
-        """The test carries an xfail marker (the claim is a recorded non-reproduction)."""
-        return self.outcome == "xfailed" or self.xpassed
+    def finding_reproduces(self) -> bool:
+        """A declared finding whose claim reproduces; in schema 2, an xfail that passed (strict
+        xpasses are recorded as failed)."""
+        return ((self.finding is not None and self.verdict == REPRODUCES) or self.outcome == "xpassed"
+                or (self.detail or "").startswith(XPASS_STRICT_PREFIX))
 
     def describe(self) -> str:
-        return f"{self.verdict or 'no verdict'} ({self.outcome})"
+        finding = "" if self.finding is None else f", declared finding {self.finding}"
+        return f"{self.verdict or 'no verdict'} ({self.outcome}{finding})"
 
 
 @dataclass(frozen=True)
-class Change:
-    """A claim whose status differs between the two files.
+class _Located:
+    """Which claim record a reported item is about.
 
     Attributes
     ----------
-    kind : str
-        One of regression, attention, improvement, changed, added, removed (module docstring).
     claim, setting : str or None
     nodeid : str
         The test's node id (NEW's when it has one).
-    old, new : Status or None
-        None when the claim is missing from that file.
-    reason : str
-        Why the change has its kind, in words.
     """
 
-    kind: str
     claim: str | None
     setting: str | None
     nodeid: str
-    old: Status | None
-    new: Status | None
-    reason: str
 
     @property
     def label(self) -> str:
@@ -134,13 +157,31 @@ class Change:
 
 
 @dataclass(frozen=True)
-class MovedStatistic:
+class Change(_Located):
+    """A claim whose status differs between the two files.
+
+    Attributes
+    ----------
+    kind : str
+        One of regression, attention, improvement, changed, added, removed (module docstring).
+    old, new : Status or None
+        None when the claim is missing from that file.
+    reason : str
+        Why the change has its kind, in words.
+    """
+
+    kind: str
+    old: Status | None
+    new: Status | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class MovedStatistic(_Located):
     """A criterion of a claim whose estimate or definition moved between the files.
 
     Attributes
     ----------
-    claim, setting : str or None
-    nodeid : str
     criterion : str
         The criterion's name.
     old_estimate, new_estimate : float or None
@@ -149,9 +190,6 @@ class MovedStatistic:
     reason : str
     """
 
-    claim: str | None
-    setting: str | None
-    nodeid: str
     criterion: str
     old_estimate: float | None
     new_estimate: float | None
@@ -159,9 +197,23 @@ class MovedStatistic:
     new_ci: tuple[float, float] | None
     reason: str
 
-    @property
-    def label(self) -> str:
-        return f"{self.claim} {self.setting}" if self.claim else self.nodeid
+
+@dataclass(frozen=True)
+class SeedChange(_Located):
+    """A claim decided on a different number of seeds in the two files.
+
+    Attributes
+    ----------
+    old_seeds, new_seeds : int
+        The seed count of the decision (its last look).
+    old_looks, new_looks : str
+        The seed count of each look, e.g. "5→10" (:func:`reports.results.looks_text`).
+    """
+
+    old_seeds: int
+    new_seeds: int
+    old_looks: str
+    new_looks: str
 
 
 @dataclass(frozen=True)
@@ -172,6 +224,7 @@ class RunInfo:
     commit: str | None
     device: str | None
     n_claims: int
+    schema_version: int
 
 
 @dataclass(frozen=True)
@@ -184,12 +237,14 @@ class Comparison:
     changes : tuple of Change
         Every claim whose status differs, in NEW's order, then claims only in OLD.
     moved : tuple of MovedStatistic
+    seeds : tuple of SeedChange
     """
 
     old: RunInfo
     new: RunInfo
     changes: tuple[Change, ...]
     moved: tuple[MovedStatistic, ...]
+    seeds: tuple[SeedChange, ...]
 
     def of_kind(self, *kinds: str) -> tuple[Change, ...]:
         """The changes of the given kinds, in order."""
@@ -209,7 +264,7 @@ class Comparison:
 
 
 def compare(old: dict, new: dict) -> Comparison:
-    """Compare two parsed ``results.json`` documents (schema version 2).
+    """Compare two parsed ``results.json`` documents (schema version 3 or 2, in any pairing).
 
     Parameters
     ----------
@@ -219,10 +274,11 @@ def compare(old: dict, new: dict) -> Comparison:
     Returns
     -------
     Comparison
-        Status changes of claims (see the module docstring for the rules) and moved statistics.
+        Status changes of claims (see the module docstring for the rules), moved statistics and
+        changed seed counts.
     """
-    old_records, new_records = _index(old["claims"]), _index(new["claims"])
-    changes, moved = [], []
+    old_records, new_records = _index(_current_records(old)), _index(_current_records(new))
+    changes, moved, seeds = [], [], []
     for key, rec in new_records.items():
         before = old_records.get(key)
         change = _classify(before, rec)
@@ -230,15 +286,25 @@ def compare(old: dict, new: dict) -> Comparison:
             changes.append(change)
         if before is not None:
             moved.extend(_moved_statistics(before, rec))
+            seeds.extend(_seed_change(before, rec))
     for key, rec in old_records.items():
         if key not in new_records:
             changes.append(_classify(rec, None))
-    return Comparison(old=_run_info(old), new=_run_info(new), changes=tuple(changes), moved=tuple(moved))
+    return Comparison(old=_run_info(old), new=_run_info(new), changes=tuple(changes), moved=tuple(moved),
+                      seeds=tuple(seeds))
+
+
+def _current_records(results: dict) -> list[dict]:
+    """The claim records with their evidence in the current schema's shape."""
+    if results.get("schema_version") == SCHEMA_VERSION:
+        return results["claims"]
+    return [upgrade_record(r) for r in results["claims"]]
 
 
 def _run_info(results: dict) -> RunInfo:
     return RunInfo(created=results.get("created"), commit=(results.get("git") or {}).get("commit"),
-                   device=(results.get("machine") or {}).get("device"), n_claims=len(results["claims"]))
+                   device=(results.get("machine") or {}).get("device"), n_claims=len(results["claims"]),
+                   schema_version=results.get("schema_version"))
 
 
 def _claim_and_setting(record: dict) -> tuple[str | None, str | None]:
@@ -267,15 +333,11 @@ def _index(records: list[dict]) -> dict[tuple, dict]:
 
 def _status(record: dict) -> Status:
     evidence = record.get("evidence") or {}
-    failing = next((c for c in evidence.get("criteria", []) if not c["passed"]), None)
-    return Status(outcome=record["outcome"], verdict=evidence.get("verdict"),
+    main = headline_criterion(evidence)
+    return Status(outcome=record["outcome"], verdict=evidence.get("outcome"),
                   detail=record.get("message") or record.get("skip_reason"),
-                  failing=None if failing is None else _describe_criterion(failing))
-
-
-def _describe_criterion(criterion: dict) -> str:
-    """"name value direction threshold", with the value the threshold was compared with."""
-    return f"{criterion['name']} {criterion['value']:.5g} {criterion['direction']} {criterion['threshold']:.5g}"
+                  headline=None if main is None else describe_criterion(main),
+                  finding=(evidence.get("finding") or {}).get("expected"))
 
 
 def _classify(old_record: dict | None, new_record: dict | None) -> Change | None:
@@ -291,6 +353,14 @@ def _classify(old_record: dict | None, new_record: dict | None) -> Change | None
     return Change(kind=kind, claim=claim, setting=setting, nodeid=ref["nodeid"], old=old, new=new, reason=reason)
 
 
+def _same_verdict(old: str | None, new: str | None) -> bool:
+    """Whether two verdicts say the same. A schema-2 verdict says only whether the claim held, so
+    it agrees with each version-3 verdict that says as much (FAIL with refuted and inconclusive)."""
+    if old in LEGACY_VERDICTS.values() or new in LEGACY_VERDICTS.values():
+        return holds(old) == holds(new)
+    return old == new
+
+
 def _kind(old: Status | None, new: Status | None) -> tuple[str, str] | None:
     """(kind, reason) of a status change, following the rules of the module docstring."""
     if old is None or not old.ran:
@@ -303,24 +373,35 @@ def _kind(old: Status | None, new: Status | None) -> tuple[str, str] | None:
         return REGRESSION, "ran in old, missing from new"
     if not new.ran:
         return REGRESSION, f"ran in old, skipped in new: {new.detail or 'no reason given'}"
-    if old.verdict == "PASS" and new.verdict == "FAIL":
-        if old.expected_failure:
-            return CHANGED, "back to the recorded non-reproduction (xfail)"
-        return REGRESSION, f"the claim no longer holds: {new.failing}"
+    if old.holds and new.holds is False:
+        if old.finding_reproduces and new.outcome == "xfailed":
+            return CHANGED, "back to the declared finding (xfailed)"
+        return REGRESSION, f"the claim no longer reproduces ({new.verdict}): {new.headline}"
     if old.verdict is not None and new.verdict is None:
-        if old.verdict == "PASS" or (new.outcome in FAILING_OUTCOMES and old.outcome not in FAILING_OUTCOMES):
+        if old.holds or (new.outcome in FAILING_OUTCOMES and old.outcome not in FAILING_OUTCOMES):
             return REGRESSION, f"no verdict any more: {new.detail or new.outcome}"
         return CHANGED, f"no verdict any more: {new.detail or new.outcome}"
-    if new.xpassed and not old.xpassed:
-        return ATTENTION, ("strict xfail now passes: no longer reproduces the non-reproduction; "
-                           "revise the xfail marker and the README")
-    if new.verdict == "PASS" and old.verdict != "PASS":
-        return IMPROVEMENT, "the claim now holds" + (f" (failed before: {old.failing})" if old.failing else "")
+    if new.finding_reproduces and not old.finding_reproduces:
+        return ATTENTION, ("declared finding now reproduces: the recorded non-reproduction no longer holds; "
+                           "revise the finding and the README")
+    if new.holds and not old.holds:
+        return IMPROVEMENT, "the claim now reproduces" + (f" ({old.verdict} before: {old.headline})"
+                                                          if old.headline else "")
     if new.outcome in FAILING_OUTCOMES and old.outcome not in FAILING_OUTCOMES:
         return REGRESSION, f"test now {new.outcome}: {new.detail or 'no message'}"
-    if (old.verdict, old.outcome) != (new.verdict, new.outcome):
+    if not _same_verdict(old.verdict, new.verdict) or old.outcome != new.outcome:
         return CHANGED, f"{old.describe()} -> {new.describe()}"
     return None
+
+
+def _seed_change(old_record: dict, new_record: dict) -> list[SeedChange]:
+    """The claim's seed counts, when both files decided it and on different numbers of seeds."""
+    old_ev, new_ev = old_record.get("evidence"), new_record.get("evidence")
+    if not old_ev or not new_ev or old_ev["n_seeds"] == new_ev["n_seeds"]:
+        return []
+    claim, setting = _claim_and_setting(new_record)
+    return [SeedChange(claim=claim, setting=setting, nodeid=new_record["nodeid"], old_seeds=old_ev["n_seeds"],
+                       new_seeds=new_ev["n_seeds"], old_looks=looks_text(old_ev), new_looks=looks_text(new_ev))]
 
 
 def _moved_statistics(old_record: dict, new_record: dict) -> list[MovedStatistic]:
@@ -344,6 +425,7 @@ def _moved_statistics(old_record: dict, new_record: dict) -> list[MovedStatistic
 
 
 def _interval(criterion: dict | None) -> tuple[float, float] | None:
+    """The criterion's interval; None when it has none (schema 2) or a NaN bound (an undefined statistic)."""
     ci = (criterion or {}).get("ci")
     if ci is None or any(math.isnan(b) for b in ci):
         return None
@@ -362,7 +444,7 @@ def _criterion_move(old: dict | None, new: dict | None) -> str | None:
     old_ci, new_ci = _interval(old), _interval(new)
     if old_ci is not None and new_ci is not None:
         if old_ci[1] < new_ci[0] or new_ci[1] < old_ci[0]:
-            return "confidence intervals do not overlap"
+            return "intervals do not overlap"
         return None
     change = relative_change(old["estimate"], new["estimate"])
     if change > RELATIVE_TOLERANCE:
@@ -390,7 +472,7 @@ def relative_change(old: float, new: float) -> float:
 
 
 def validate(results: object, name: str) -> dict:
-    """Check that a parsed document is a schema-version-2 results file; return it.
+    """Check that a parsed document is a results file this tool reads (schema version 3 or 2); return it.
 
     Parameters
     ----------
@@ -407,10 +489,10 @@ def validate(results: object, name: str) -> dict:
     if not isinstance(results, dict):
         raise ResultsError(f"{name}: expected a JSON object (a results.json), got {type(results).__name__}")
     version = results.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(f"{name}: unsupported schema_version {version!r}: this tool reads version "
-                           f"{SCHEMA_VERSION} (reports/SCHEMA.md); re-run pytest with --report-dir "
-                           "to write a current one")
+    if version not in READABLE_VERSIONS:
+        raise ResultsError(f"{name}: unsupported schema_version {version!r}: this tool reads versions "
+                           f"{' and '.join(map(str, READABLE_VERSIONS))} (reports/SCHEMA.md); re-run pytest "
+                           "with --report-dir to write a current one")
     claims = results.get("claims")
     if not isinstance(claims, list) or not all(isinstance(r, dict) and "nodeid" in r and "outcome" in r
                                                 for r in claims):
@@ -455,12 +537,21 @@ def _fmt_ci(ci: tuple[float, float] | None) -> str:
 
 
 def _describe_run(info: RunInfo) -> str:
-    commit = (info.commit or "unknown commit")[:10]
-    return f"{info.created or 'unknown time'}, {commit}, device {info.device or '?'}, {info.n_claims} claim records"
+    commit = info.commit[:10] if info.commit else "unknown commit"
+    return (f"{info.created or 'unknown time'}, {commit}, device {info.device or '?'}, {info.n_claims} claim records, "
+            f"schema {info.schema_version}")
+
+
+def _legacy_note(comparison: Comparison) -> list[str]:
+    """How a schema-2 file's verdicts were read, when one of the files is of schema 2."""
+    if comparison.old.schema_version == comparison.new.schema_version == SCHEMA_VERSION:
+        return []
+    return ["note: schema-2 verdicts read as PASS = reproduces, FAIL = refuted or inconclusive (not told apart)"]
 
 
 def render_text(comparison: Comparison, old_name: str = "old", new_name: str = "new") -> str:
-    """A readable report: regressions, other verdict changes, moved statistics, new/removed claims."""
+    """A readable report: regressions, other verdict changes, moved statistics, seed counts,
+    new/removed claims."""
     def change_line(c: Change, tag: str = "") -> str:
         old = c.old.describe() if c.old else "missing"
         new = c.new.describe() if c.new else "missing"
@@ -472,14 +563,18 @@ def render_text(comparison: Comparison, old_name: str = "old", new_name: str = "
     others = [change_line(c, f"[{c.kind}] ") for c in comparison.of_kind(ATTENTION, IMPROVEMENT, CHANGED)]
     moved = [f"  {m.label} / {m.criterion}: {_fmt(m.old_estimate)}{_fmt_ci(m.old_ci)} -> "
              f"{_fmt(m.new_estimate)}{_fmt_ci(m.new_ci)}: {m.reason}" for m in comparison.moved]
+    seeds = [f"  {c.label}: {c.old_seeds} -> {c.new_seeds} seeds (looks {c.old_looks} -> {c.new_looks})"
+             for c in comparison.seeds]
     added_removed = [change_line(c, f"[{c.kind}] ") for c in comparison.of_kind(ADDED, REMOVED)]
     n = len(comparison.regressions)
     lines = [
         f"old: {old_name} ({_describe_run(comparison.old)})",
         f"new: {new_name} ({_describe_run(comparison.new)})",
+        *_legacy_note(comparison),
         *section("Regressions", [change_line(c) for c in comparison.regressions]),
         *section("Other verdict changes", others),
         *section("Moved statistics (reported only)", moved),
+        *section("Seed counts changed (reported only)", seeds),
         *section("New and removed claims", added_removed),
         "",
         f"{n} regression{'s' if n != 1 else ''}" + (": exit status 1" if n else ""),
@@ -507,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         comparison = compare(old, new)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         # A record of the wrong shape: bad input (2), never to be read as a regression (1).
         print(f"reports.compare: error: a claim record does not follow the schema: {type(exc).__name__}: {exc}",
               file=sys.stderr)

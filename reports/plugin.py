@@ -31,11 +31,19 @@ import pytest
 
 from fixtures.evidence import EVIDENCE_PROPERTY
 from harness import settings
-from reports.results import OUTCOMES, RESULTS_NAME, SCHEMA_VERSION, headline_criterion
+from reports.results import (
+    OUTCOMES,
+    RESULTS_NAME,
+    SCHEMA_VERSION,
+    describe_criterion,
+    headline_criterion,
+    looks_text,
+)
 
 MARKER_PROPERTY = "claim_marker"
 MESSAGE_CHARS = 200  # results.json: enough for an exception's first line
 NOTE_CHARS = 90  # terminal table: keeps a row on one line of a wide terminal
+TABLE_HEADER = ("claim", "setting", "statistic", "verdict", "seeds", "test")
 GIT_TIMEOUT_S = 10
 
 
@@ -362,14 +370,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def headline(evidence: dict) -> str:
-    """The criterion that explains the verdict: the first failing one of a FAIL, else the first.
+    """The criterion that explains the verdict (:func:`~reports.results.headline_criterion`), as
+    ``name estimate [lo, hi] direction threshold``."""
+    return describe_criterion(headline_criterion(evidence))
 
-    Its estimate, the interval end that was compared (when there is an interval) and the threshold.
-    """
-    main = headline_criterion(evidence)
-    bound = "" if main["ci"] is None else (
-        f" [{'lower' if main['direction'].startswith('>') else 'upper'} {main['value']:.5g}]")
-    return f"{main['name']} {main['estimate']:.5g}{bound} {main['direction']} {main['threshold']:.5g}"
+
+def verdict_label(evidence: dict) -> str:
+    """The evidence's verdict; ``"refuted (finding)"`` when a declared finding expected it."""
+    outcome = evidence["outcome"]
+    return f"{outcome} (finding)" if (evidence.get("finding") or {}).get("expected") == outcome else outcome
 
 
 def _catalog_rank(record: dict) -> int:
@@ -381,16 +390,17 @@ def _catalog_rank(record: dict) -> int:
 
 
 def verdict_rows(records: Iterable[dict]) -> list[tuple[str, ...]]:
-    """Rows (claim, setting, statistic or note, verdict, test outcome) of the terminal table.
+    """Rows (claim, setting, statistic or note, verdict, seeds, test outcome) of the terminal table.
 
-    A test without evidence shows why: its skip reason or its failure message.
+    The seeds are the seed count of each look the decision took ("5→10"). A test without evidence
+    shows why: its skip reason or its failure message.
     """
     rows = []
     for rec in sorted(records, key=_catalog_rank):  # the catalog's order, as the report; stable within a claim
         ev = rec["evidence"]
         note = headline(ev) if ev else rec["skip_reason"] or rec["message"] or ""
         rows.append((rec["claim"] or "?", rec["setting"] or "-", _clip(note, NOTE_CHARS),
-                     ev["verdict"] if ev else "-", rec["outcome"]))
+                     verdict_label(ev) if ev else "-", looks_text(ev) if ev else "-", rec["outcome"]))
     return rows
 
 
@@ -409,7 +419,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     records = collector.records()
     if records:
         terminalreporter.section("claim verdicts")
-        for text in format_table(verdict_rows(records), ("claim", "setting", "statistic", "verdict", "test")):
+        for text in format_table(verdict_rows(records), TABLE_HEADER):
             terminalreporter.write_line(text)
     if collector.written is None:
         return

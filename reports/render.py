@@ -1,17 +1,24 @@
 """Render a ``results.json`` as a self-contained HTML page, a Markdown summary and PNG figures.
 
-Pure functions of the results dict (``reports/SCHEMA.md``, version 2): :func:`render_html` (one
+Pure functions of the results dict (``reports/SCHEMA.md``, version 3): :func:`render_html` (one
 ``index.html``: inline CSS, figures as base64 PNG data URIs, no scripts, no external URLs),
 :func:`render_markdown` (``summary.md``) and :func:`write_report` (both, plus ``figures/*.png``).
 
 Both documents hold the same content: a header (time, command, commit, machine, duration, counts),
-a verdict table with one row per claim record (its headline criterion: the first failing one of a
-FAIL, else the first) and one card per record, ordered by claim id then setting, with the
-statement and decision from ``results["catalog"]`` when the file has one, every criterion, the
-scalar details and the figures of ``evidence["details"]["figures"]`` (:mod:`reports.figspec`).
+a verdict table with one row per claim record (its three-valued verdict, a declared finding marked
+as such, the seed count of each look, and its headline criterion: the first refuted one, else the
+first inconclusive one, else the first) and one card per record, ordered by claim id then setting,
+with the statement and decision from ``results["catalog"]`` when the file has one, the declared
+finding and why, the seeds and looks, every criterion with its interval at its level and its own
+verdict, the scalar details and the figures of ``evidence["details"]["figures"]``
+(:mod:`reports.figspec`).
 
-Schema version 1 (session 1's plugin) is rendered best effort: its records get their claim, source and
-setting from the evidence (and its marker) or the test's node id, outcomes ``xfail``/``xpass`` become
+Older files are upgraded (:func:`upgrade`). Schema version 2 decided PASS/FAIL on one bound, which
+is not version 3's verdict (a FAIL may have been refuted or inconclusive): its evidence reads as
+version 3's with the verdicts labelled "PASS (schema 2)" and "FAIL (schema 2)" and one look at all
+its seeds (:func:`reports.results.upgrade_evidence`). Schema version 1 (session 1's plugin) is
+rendered best effort as version 2: its records get their claim, source and setting from the
+evidence (and its marker) or the test's node id, outcomes ``xfail``/``xpass`` become
 ``xfailed``/``xpassed``; the header lacks what version 1 did not record. Other versions are refused.
 
 Command line::
@@ -40,7 +47,19 @@ from typing import NamedTuple
 
 from reports import plots
 from reports.figspec import FIGURES_KEY
-from reports.results import OUTCOMES, RESULTS_NAME, SCHEMA_VERSION, headline_criterion
+from reports.results import (
+    INCONCLUSIVE,
+    LEGACY_FAIL,
+    LEGACY_PASS,
+    OUTCOMES,
+    REFUTED,
+    REPRODUCES,
+    RESULTS_NAME,
+    SCHEMA_VERSION,
+    headline_criterion,
+    looks_text,
+    upgrade_record,
+)
 
 HTML_NAME = "index.html"
 MARKDOWN_NAME = "summary.md"
@@ -49,9 +68,15 @@ _V1_OUTCOMES = {"xfail": "xfailed", "xpass": "xpassed"}
 MAX_DETAIL_LIST = 12  # numeric lists up to this length (per-seed values) are shown among the details
 MAX_TABLE_NOTE = 160  # characters of a skip reason or error message in the verdict table; the card has it all
 DIRECTIONS = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}
-TABLE_HEADER = ("claim", "source", "setting", "statistic", "source number", "our estimate [CI]", "threshold",
-                "verdict", "test")
-CRITERIA_HEADER = ("criterion", "estimate", "CI", "compared value", "threshold", "result")
+TABLE_HEADER = ("claim", "source", "setting", "statistic", "source number", "our estimate [interval]", "threshold",
+                "verdict", "seeds", "test")
+CRITERIA_HEADER = ("criterion", "estimate", "interval", "threshold", "range", "verdict")
+# CSS class of each verdict. A schema-2 verdict takes the colour of the version-3 one it resembles;
+# its label says which schema decided it.
+VERDICT_CSS = {REPRODUCES: "reproduces", REFUTED: "refuted", INCONCLUSIVE: "inconclusive",
+               LEGACY_PASS: "reproduces", LEGACY_FAIL: "refuted"}
+# CSS class of a record without evidence, by its test outcome.
+NO_VERDICT_CSS = {"skipped": "skip", "error": "error", "failed": "error", "xfailed": "finding"}
 
 __all__ = ["SCHEMA_VERSION", "Verdict", "draw_figures", "load_results", "main", "render_html", "render_markdown",
            "upgrade", "verdict", "write_report"]
@@ -99,28 +124,33 @@ def load_results(path: Path) -> tuple[dict, Path]:
 
 
 def upgrade(results: dict) -> dict:
-    """The results in the current schema (version 2); version 1 best effort, others refused.
+    """The results in the current schema (version 3); versions 2 and 1 upgraded, others refused.
+
+    Version 1 is first upgraded to version 2 (best effort), then version 2's evidence to version
+    3's shape, its PASS/FAIL labelled as schema 2's (:func:`reports.results.upgrade_evidence`).
 
     Raises
     ------
     ValueError
-        Not a results object, or a schema version other than 1 and 2.
+        Not a results object, or a schema version other than 1, 2 and 3.
     """
     if not isinstance(results, dict) or "schema_version" not in results:
         raise ValueError("not a results file: expected a JSON object with 'schema_version' and 'claims'")
     version = results["schema_version"]
-    if version not in (1, SCHEMA_VERSION):
+    if version not in (1, 2, SCHEMA_VERSION):
         raise ValueError(f"unsupported schema_version {version!r}: this renderer reads version {SCHEMA_VERSION} "
-                         "(and version 1 best effort); render it with the reports.render of its commit")
+                         "(and versions 2 and 1); render it with the reports.render of its commit")
     claims = results.get("claims")
     if not isinstance(claims, list) or not all(isinstance(r, dict) for r in claims):
         raise ValueError(f"not a results file: 'claims' must be a list of objects, got {str(claims)[:80]}")
     if version == SCHEMA_VERSION:
         return results
-    return {**results, "schema_version": SCHEMA_VERSION, "claims": [_upgrade_record(r) for r in claims]}
+    if version == 1:
+        claims = [_upgrade_v1_record(r) for r in claims]
+    return {**results, "schema_version": SCHEMA_VERSION, "claims": [upgrade_record(r) for r in claims]}
 
 
-def _upgrade_record(record: dict) -> dict:
+def _upgrade_v1_record(record: dict) -> dict:
     """A version-1 claim record with the fields version 2 added, recovered where the record allows."""
     evidence = record.get("evidence") or {}
     nodeid = record.get("nodeid", "")
@@ -139,8 +169,8 @@ def _upgrade_record(record: dict) -> dict:
 class Verdict(NamedTuple):
     """How a claim record reads in the report."""
 
-    label: str  # "PASS", "FAIL", "does not reproduce (xfail)", or the test outcome when there is no evidence
-    css: str  # one of "pass", "fail", "xfail", "skip", "error"
+    label: str  # the evidence's verdict ("refuted (declared finding)"...), or the test outcome without evidence
+    css: str  # one of "reproduces", "refuted", "inconclusive", "finding", "skip", "error"
     note: str  # the skip/xfail reason or the failure message; "" when none
 
 
@@ -153,21 +183,31 @@ class Card(NamedTuple):
 
 
 def verdict(record: dict) -> Verdict:
-    """The verdict of one claim record: the evidence's, except that a strict xfail is a non-reproduction.
+    """The verdict of one claim record: the evidence's, with its declared finding.
+
+    A declared finding that came out as expected reads "<verdict> (declared finding)" in the
+    finding's colour (the expected, reported non-reproduction); one that did not reads "<verdict>
+    (declared finding expected <expected>)". A schema-2 xfail (an xfail marker, no declared
+    finding) reads "<verdict>, xfail" in the finding's colour. Without evidence: the test outcome.
 
     Parameters
     ----------
     record : dict
-        One entry of ``results["claims"]``.
+        One entry of ``results["claims"]`` (schema version 3, see :func:`upgrade`).
     """
     evidence, outcome = record.get("evidence") or {}, record.get("outcome")
     note = record.get("skip_reason") or record.get("message") or ""
-    if evidence.get("verdict") == "FAIL" and outcome == "xfailed":
-        return Verdict("does not reproduce (xfail)", "xfail", note)
-    if evidence.get("verdict") in ("PASS", "FAIL"):
-        return Verdict(evidence["verdict"], evidence["verdict"].lower(), note)
-    css = {"skipped": "skip", "error": "error", "failed": "fail", "xfailed": "xfail"}.get(outcome, "skip")
-    return Verdict(str(outcome or "no outcome"), css, note)
+    decided = evidence.get("outcome")
+    if decided is None:
+        return Verdict(str(outcome or "no outcome"), NO_VERDICT_CSS.get(outcome, "skip"), note)
+    expected = (evidence.get("finding") or {}).get("expected")
+    if expected == decided:
+        return Verdict(f"{decided} (declared finding)", "finding", note)
+    if expected is not None:
+        return Verdict(f"{decided} (declared finding expected {expected})", VERDICT_CSS.get(decided, "skip"), note)
+    if outcome == "xfailed":
+        return Verdict(f"{decided}, xfail", "finding", note)
+    return Verdict(decided, VERDICT_CSS.get(decided, "skip"), note)
 
 
 def _natural(text: str) -> tuple:
@@ -205,23 +245,27 @@ def _num(x) -> str:
     return str(x)
 
 
-def _ci(criterion: dict) -> str:
-    """'[lo, hi] (95%)', or '' when the criterion has no interval."""
-    ci, level = criterion.get("ci"), criterion.get("level")
-    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+def _pair(pair) -> str:
+    """'[lo, hi]' of a two-element list or tuple (an interval, a range); '' for anything else."""
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
         return ""
-    suffix = f" ({level:.0%})" if isinstance(level, (int, float)) and math.isfinite(level) else ""
-    return f"[{_num(ci[0])}, {_num(ci[1])}]{suffix}"
+    return f"[{_num(pair[0])}, {_num(pair[1])}]"
+
+
+def _ci(criterion: dict) -> str:
+    """'[lo, hi] (98.75% one-sided)': the interval and the one-sided level of each of its bounds;
+    '' when the criterion has no interval (schema version 2 allowed that)."""
+    interval, level = _pair(criterion.get("ci")), criterion.get("level")
+    if not interval:
+        return ""
+    # .5g: a level split over three looks (1 - 0.05 / 3) reads "98.333%", 0.95 reads "95%".
+    suffix = f" ({level * 100:.5g}% one-sided)" if isinstance(level, (int, float)) and math.isfinite(level) else ""
+    return interval + suffix
 
 
 def _threshold(criterion: dict) -> str:
     direction = criterion.get("direction", "")
     return f"{DIRECTIONS.get(direction, direction)} {_num(criterion.get('threshold'))}"
-
-
-def _passed(criterion: dict) -> bool:
-    # Version-1 files hold some booleans as the strings "True"/"False" (numpy bools written with default=str).
-    return criterion.get("passed") in (True, "True")
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -240,13 +284,15 @@ def _table_row(card: Card, catalog: dict | None) -> list[str]:
             str(record.get("setting") or ""), main["name"] if main else "—",
             entry.get("reference") or evidence.get("source") or "",
             f"{_num(main.get('estimate'))} {_ci(main)}".strip() if main else "—",
-            _threshold(main) if main else "—", shown, str(record.get("outcome") or "")]
+            _threshold(main) if main else "—", shown, looks_text(evidence) if evidence else "",
+            str(record.get("outcome") or "")]
 
 
-def _criteria_rows(evidence: dict) -> list[tuple[list[str], bool]]:
-    """(cells in CRITERIA_HEADER order, passed) for every criterion of the evidence."""
-    return [([c.get("name", ""), _num(c.get("estimate")), _ci(c) or "—", _num(c.get("value")), _threshold(c),
-              "PASS" if _passed(c) else "FAIL"], _passed(c)) for c in evidence.get("criteria") or []]
+def _criteria_rows(evidence: dict) -> list[tuple[list[str], str]]:
+    """(cells in CRITERIA_HEADER order, CSS class of its verdict) for every criterion of the evidence."""
+    return [([c.get("name", ""), _num(c.get("estimate")), _ci(c) or "—", _threshold(c),
+              _pair(c.get("limits")) or "—", str(c.get("outcome"))], VERDICT_CSS.get(c.get("outcome"), "skip"))
+            for c in evidence.get("criteria") or []]
 
 
 def _compact(value) -> str:
@@ -261,6 +307,13 @@ def _seeds(seeds: list) -> str:
     if len(seeds) > 2 and all(isinstance(s, int) for s in seeds) and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}–{seeds[-1]} ({len(seeds)} seeds)"
     return ", ".join(map(str, seeds))
+
+
+def _looks(evidence: dict) -> str:
+    """'5→10 seeds (at most 40)': the seed count of each look of a sequential decision and its cap;
+    '' for a decision without a cap (schema version 2: one look at all its seeds)."""
+    cap = evidence.get("max_seeds")
+    return f"{looks_text(evidence)} seeds (at most {cap})" if cap is not None else ""
 
 
 def _setting_summary(name: str, setting: dict | None) -> str:
@@ -300,12 +353,16 @@ def _card_fields(card: Card, results: dict) -> list[tuple[str, str]]:
     duration = record.get("duration_s")
     test = [str(record.get("outcome") or ""), f"{duration:.2f} s" if isinstance(duration, (int, float)) else "",
             record.get("nodeid") or ""]
+    finding = evidence.get("finding") or {}
     fields = [("statement", entry.get("statement") or ""),
+              ("declared finding", f"expected {finding['expected']}: {finding.get('why') or 'no reason given'}"
+               if finding.get("expected") else ""),
               ("source", record.get("source") or entry.get("source") or ""),
               ("source number", entry.get("reference") or evidence.get("source") or ""),
               ("decision", entry.get("decision") or ""),
               ("setup", _setting_summary(setting, (results.get("settings") or {}).get(setting)) if setting else ""),
               ("seeds", _seeds(evidence["seeds"]) if evidence.get("seeds") else ""),
+              ("looks", _looks(evidence)),
               ("deviations", "; ".join(deviations) if isinstance(deviations, list) else str(deviations)),
               ("test", ", ".join(t for t in test if t)),
               ("reason", record.get("skip_reason") or ""),
@@ -374,7 +431,8 @@ def draw_figures(results: dict) -> dict[str, bytes | str]:
 # HTML
 
 _CSS = """
-:root{--pass:#176f2c;--pass-bg:#e2f3e6;--fail:#b3261e;--fail-bg:#fbe3e1;--xfail:#7d5200;--xfail-bg:#ffefc7;
+:root{--reproduces:#176f2c;--reproduces-bg:#e2f3e6;--refuted:#b3261e;--refuted-bg:#fbe3e1;
+--inconclusive:#7d5200;--inconclusive-bg:#ffefc7;--finding:#6639ba;--finding-bg:#efe8fb;
 --skip:#5f6368;--skip-bg:#eceef1;--line:#d0d7de}
 *{print-color-adjust:exact;-webkit-print-color-adjust:exact}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1f2328;
@@ -387,17 +445,19 @@ th,td{border:1px solid var(--line);padding:.25rem .45rem;text-align:left;vertica
 th{background:#f6f8fa}td.num{font-variant-numeric:tabular-nums;white-space:nowrap}td.nw{white-space:nowrap}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .9rem;margin:.4rem 0}
 dt{color:#57606a}dd{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
-.v{font-weight:600}.pass{color:var(--pass);background:var(--pass-bg)}.fail{color:var(--fail);background:var(--fail-bg)}
-.xfail{color:var(--xfail);background:var(--xfail-bg)}.skip{color:var(--skip);background:var(--skip-bg)}
-.error{color:var(--fail);background:var(--fail-bg);font-style:italic}
+.v{font-weight:600}.reproduces{color:var(--reproduces);background:var(--reproduces-bg)}
+.refuted{color:var(--refuted);background:var(--refuted-bg)}
+.inconclusive{color:var(--inconclusive);background:var(--inconclusive-bg)}
+.finding{color:var(--finding);background:var(--finding-bg)}.skip{color:var(--skip);background:var(--skip-bg)}
+.error{color:var(--refuted);background:var(--refuted-bg);font-style:italic}
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:.7rem;font-size:12px;margin-right:.4rem}
 .card{border:1px solid var(--line);border-left:6px solid var(--skip);border-radius:6px;padding:.8rem 1rem;
 margin:1rem 0;break-inside:avoid}
-.card.c-pass{border-left-color:var(--pass)}.card.c-fail,.card.c-error{border-left-color:var(--fail)}
-.card.c-xfail{border-left-color:var(--xfail)}
+.card.c-reproduces{border-left-color:var(--reproduces)}.card.c-refuted,.card.c-error{border-left-color:var(--refuted)}
+.card.c-inconclusive{border-left-color:var(--inconclusive)}.card.c-finding{border-left-color:var(--finding)}
 .card table{width:auto}figure{margin:0}
 .figures{display:flex;flex-wrap:wrap;gap:.6rem;margin-top:.5rem}.figures img{max-width:100%;height:auto}
-.figerr{color:var(--fail)}.top{font-size:12px;float:right}
+.figerr{color:var(--refuted)}.top{font-size:12px;float:right}
 @media print{body{max-width:none;margin:0;font-size:11px}a{color:inherit;text-decoration:none}.top{display:none}}
 """
 
@@ -418,7 +478,7 @@ def _html_verdict_table(cards: list[Card], catalog: dict | None) -> str:
     rows = []
     for card in cards:
         cells = _table_row(card, catalog)
-        css = ["nw", "", "nw", "", "", "num", "num", f"v {verdict(card.record).css}", ""]
+        css = ["nw", "", "nw", "", "", "num", "num", f"v {verdict(card.record).css}", "num", ""]
         tds = [f'<td class="{c}">{_e(t)}</td>' if c else f"<td>{_e(t)}</td>" for t, c in zip(cells, css)]
         tds[0] = f'<td class="nw"><a href="#{_e(card.anchor)}">{_e(cells[0])}</a></td>'
         rows.append("<tr>" + "".join(tds) + "</tr>")
@@ -444,8 +504,8 @@ def _html_card(card: Card, results: dict, figures: Mapping[str, bytes | str]) ->
     if criteria:
         rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells[:1])
                        + "".join(f'<td class="num">{_e(c)}</td>' for c in cells[1:-1])
-                       + f'<td class="v {"pass" if ok else "fail"}">{_e(cells[-1])}</td></tr>'
-                       for cells, ok in criteria)
+                       + f'<td class="v {css}">{_e(cells[-1])}</td></tr>'
+                       for cells, css in criteria)
         parts.append(f"<table>{_thead(CRITERIA_HEADER)}<tbody>{rows}</tbody></table>")
     details = _detail_items(evidence)
     if details:
@@ -462,7 +522,7 @@ def render_html(results: dict, *, figures: Mapping[str, bytes | str] | None = No
     Parameters
     ----------
     results : dict
-        A results.json object (schema version 2, or 1 best effort).
+        A results.json object (schema version 3, or 2 or 1, see :func:`upgrade`).
     figures : mapping of str to bytes or str, optional
         :func:`draw_figures` of these results, when already drawn (as :func:`write_report` does).
 
@@ -523,7 +583,7 @@ def render_markdown(results: dict, figure_paths: Mapping[str, str] | None = None
     Parameters
     ----------
     results : dict
-        A results.json object (schema version 2, or 1 best effort).
+        A results.json object (schema version 3, or 2 or 1, see :func:`upgrade`).
     figure_paths : mapping of str to str, optional
         Figure file name (as :func:`draw_figures` names them) -> relative path of its PNG, e.g.
         ``{"T1-digits-mlp-1.png": "figures/T1-digits-mlp-1.png"}``; figures without one are named only.
@@ -561,7 +621,7 @@ def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     Parameters
     ----------
     results : dict
-        A results.json object (schema version 2, or 1 best effort).
+        A results.json object (schema version 3, or 2 or 1, see :func:`upgrade`).
     out_dir : pathlib.Path
         Created when missing; files of the same names are replaced.
 

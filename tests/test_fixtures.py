@@ -19,15 +19,49 @@ INI = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["in
 CLAIM_TESTS = '''
 import pytest
 from fixtures.runs import setting_params
-from harness.stats import Criterion, Evidence
+from harness import findings
+from harness.evidence import Criterion, Evidence
+
+# A made-up claim whose interval is [n, n + 8] on n seeds: for ">= 8", inconclusive below 8 seeds.
+findings.FINDINGS = findings.FINDINGS + (findings.Finding("Z3", "digits-mlp", "declared for the test"),)
+
+
+def made_up(claim, setting, runs, level, threshold=2, direction=">="):
+    n = float(len(runs))
+    return Evidence(claim, setting, "made up", (Criterion("runs", n, threshold, direction, (n, n + 8), level),),
+                    tuple(r.seed for r in runs))
+
 
 @pytest.mark.claim(id="Z1", source="made up")
 @pytest.mark.parametrize("setting", setting_params(("smoke", "gpu")))
-def test_z1(setting, trained_runs, record_evidence):
-    runs = trained_runs(setting)
-    ev = record_evidence(Evidence("Z1", setting, "made up", (Criterion("runs", len(runs), 2, ">="),),
-                                  tuple(r.seed for r in runs)))
-    assert ev.passed, ev.explain()
+def test_z1(setting, decide_claim):
+    decide_claim(setting, lambda runs, level: made_up("Z1", setting, runs, level))
+
+
+@pytest.mark.claim(id="Z2", source="made up")
+def test_z2_grows_seeds(decide_claim):
+    decide_claim("digits-mlp", lambda runs, level: made_up("Z2", "digits-mlp", runs, level, threshold=8))
+
+
+@pytest.mark.claim(id="Z3", source="made up")
+@pytest.mark.parametrize("direction", ["<", ">="])
+def test_z3_declared(direction, decide_claim):
+    decide_claim("digits-mlp", lambda runs, level: made_up("Z3", "digits-mlp", runs, level, direction=direction))
+
+
+@pytest.mark.claim(id="Z4", source="made up")
+def test_z4_refuted(decide_claim):
+    decide_claim("digits-mlp", lambda runs, level: made_up("Z4", "digits-mlp", runs, level, direction="<"))
+
+
+@pytest.mark.claim(id="Z5", source="made up")
+def test_z5_inconclusive_at_the_cap(decide_claim):
+    decide_claim("digits-mlp", lambda runs, level: made_up("Z5", "digits-mlp", runs, level, threshold=8))
+
+
+@pytest.mark.claim(id="Z6", source="made up")
+def test_z6_wrong_claim(decide_claim):
+    decide_claim("digits-mlp", lambda runs, level: made_up("Z1", "digits-mlp", runs, level))
 '''
 
 
@@ -63,9 +97,9 @@ def test_markers_are_strict_and_registered():
     assert {m.split(":")[0].split("(")[0] for m in INI["markers"]} == {"smoke", "slow", "gpu", "claim"}
 
 
-def test_seed_count_option_rejects_fewer_than_two():
-    with pytest.raises(argparse.ArgumentTypeError, match=r"'1' is invalid: expected an int >= 2"):
-        _seed_count("1")
+def test_seed_count_option_rejects_fewer_than_four():
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'3' is invalid: expected an int >= 4"):
+        _seed_count("3")
     with pytest.raises(argparse.ArgumentTypeError, match=r"'x' is invalid"):
         _seed_count("x")
     assert _seed_count("7") == 7
@@ -76,34 +110,60 @@ def test_seed_count_option_rejects_fewer_than_two():
 def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     report = tmp_path / "report"
-    first = session("-m", "smoke", "-k", "digits", "--seeds", "2", "--seed-offset", "3", f"--report-dir={report}")
-    first.assert_outcomes(passed=1, deselected=7)
-    first.stdout.fnmatch_lines(["ensemble-claims: device=cpu (auto; no CUDA), seeds=2 from 3, torch *",
+    first = session("-k", "z1 and digits", "--seeds", "4", "--seed-offset", "3", f"--report-dir={report}")
+    first.assert_outcomes(passed=1, deselected=13)
+    first.stdout.fnmatch_lines(["ensemble-claims: device=cpu (auto; no CUDA), seeds=4 from 3, torch *",
                                 "ensemble-claims: runs-dir=*runs, data-root=*",
                                 "[[]train[]] digits-mlp seed=3: 16 epochs in *s on cpu, test acc 0.*",
-                                "[[]train[]] digits-mlp seed=4: *",
-                                "*claim verdicts*", "Z1 *digits-mlp*runs 2 >= 2*PASS*passed"])
+                                "[[]train[]] digits-mlp seed=6: *",
+                                "*claim verdicts*", "Z1 *digits-mlp*runs 4 [[]4, 12[]] >= 2*reproduces*4*passed"])
     results = json.loads((report / "results.json").read_text())
     (record,) = results["claims"]
-    assert record["outcome"] == "passed" and record["evidence"]["verdict"] == "PASS"
-    assert record["evidence"]["marker"] == {"id": "Z1", "source": "made up"}
-    second = session("-m", "smoke", "-k", "digits", "--seeds", "2", "--seed-offset", "3")
-    second.assert_outcomes(passed=1, deselected=7)
+    assert record["outcome"] == "passed" and record["evidence"]["outcome"] == "reproduces"
+    assert record["evidence"]["marker"] == {"id": "Z1", "source": "made up"} and record["evidence"]["finding"] is None
+    second = session("-k", "z1 and digits", "--seeds", "4", "--seed-offset", "3")
+    second.assert_outcomes(passed=1, deselected=13)
     assert "[train]" not in second.stdout.str()  # served from the store
+
+
+def test_decisions_grow_seeds_and_are_judged_against_the_findings(session, pytester, tmp_path):
+    pytester.makepyfile(test_claim=CLAIM_TESTS)
+    report = tmp_path / "report"
+    result = session("-k", "z2 or z3 or z4 or z6", f"--report-dir={report}", "--junitxml", str(tmp_path / "j.xml"))
+    result.assert_outcomes(passed=1, failed=3, xfailed=1, deselected=9)
+    result.stdout.fnmatch_lines([
+        "[[]decide[]] Z2 digits-mlp: inconclusive on 5 seeds (runs: 5 [[]5, 13[]] >= 8 *); deciding again on more seeds",
+        "*declared finding now reproduces: remove (Z3, digits-mlp) from harness/findings.py*",
+        "Z4 refuted on digits-mlp over 5 seeds (0-4; looks 5; cap 100)",
+        "*ValueError: the evidence decides claim 'Z1' but the test is marked claim(id='Z6')*",
+    ])
+    assert "record_property is incompatible" not in result.stdout.str()
+    records = {r["nodeid"].split("::")[1]: r for r in json.loads((report / "results.json").read_text())["claims"]}
+    assert records["test_z2_grows_seeds"]["evidence"]["looks"] == [5, 10]
+    declared = records["test_z3_declared[<]"]
+    assert declared["outcome"] == "xfailed" and declared["evidence"]["finding"]["why"] == "declared for the test"
+    assert "declared finding, refuted on 5 seeds: runs: 5 [5, 13] < 2" in declared["skip_reason"]
+    xml = (tmp_path / "j.xml").read_text()
+    assert '<property name="verdict" value="refuted" />' in xml and '<property name="verdict" value="reproduces" />' in xml
+
+
+def test_inconclusive_at_the_cap_fails_with_the_numbers(session, pytester):
+    pytester.makepyfile(test_claim=CLAIM_TESTS)
+    result = session("-k", "z5", "--seeds", "4")
+    result.assert_outcomes(failed=1, deselected=13)
+    result.stdout.fnmatch_lines(["Z5 inconclusive on digits-mlp over 4 seeds (0-3; looks 4; cap 4)",
+                                 "  inconclusive  runs: 4 [[]4, 12[]] >= 8 (95.00% one-sided bounds)"])
 
 
 def test_cifar_setting_skips_naming_the_folder_tried(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     result = session("-m", "gpu", "-k", "cifar10-smallcnn", "--device", "cpu", f"--data-root={tmp_path}")
-    result.assert_outcomes(skipped=1, deselected=7)
+    result.assert_outcomes(skipped=1, deselected=13)
     result.stdout.fnmatch_lines([f"*no cifar10 data in {tmp_path}/cifar-10-batches-py*--data-root*"])
 
 
-def test_setting_params_mark_tiers_and_known_failures():
-    params = {p.id: p for p in setting_params(("smoke", "gpu"), xfail={"digits-mlp": "measured 0.1 < 0.5"})}
+def test_setting_params_mark_tiers():
+    params = {p.id: p for p in setting_params(("smoke", "gpu"))}
     assert set(params) == set(settings.names("smoke")) | set(settings.names("gpu"))
-    marks = {m.name: m for m in params["digits-mlp"].marks}
-    assert marks["xfail"].kwargs == {"strict": True, "reason": "does not reproduce: measured 0.1 < 0.5"}
-    assert "smoke" in marks and [m.name for m in params["cifar10-smallcnn"].marks] == ["gpu"]
-    with pytest.raises(ValueError, match=r"xfail names unknown settings \['nope'\]"):
-        setting_params(xfail={"nope": "x"})
+    assert [m.name for m in params["digits-mlp"].marks] == ["smoke"]
+    assert [m.name for m in params["cifar10-smallcnn"].marks] == ["gpu"]

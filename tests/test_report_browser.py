@@ -15,7 +15,7 @@ from PIL import Image, ImageStat
 from reports.render import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
-FIXTURE = Path(__file__).parent / "data" / "results_v2.json"
+FIXTURE = Path(__file__).parent / "data" / "results_v3.json"
 WIDTH, HEIGHT = 1280, 2000
 # Headless, no sandbox (CI containers run as root), and nothing that reaches the network or
 # changes between runs (no GPU compositing, background updates, sync or first-run pages).

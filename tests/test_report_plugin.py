@@ -25,7 +25,7 @@ import os
 import sys
 import types
 
-pytest_plugins = ["fixtures.options", "fixtures.evidence", "reports.plugin"]
+pytest_plugins = ["fixtures.options", "reports.plugin"]
 
 
 class ClaimInfo:
@@ -52,17 +52,30 @@ sys.modules["reports.render"] = types.ModuleType("reports.render")
 sys.modules["reports.render"].write_report = write_report
 '''
 
-# One test per outcome (Z7: a strict xfail that passes fails; Z8: an error without an exception);
-# Z2's statistic is NaN; Z5 records two pieces of evidence; the last test records an "evidence"
-# property but is no claim test.
+# One test per outcome and verdict (Z7: a strict xfail that passes fails; Z8: an error without an
+# exception); Z1 on synthetic16-cnn is a declared finding, refuted as declared; Z2 is inconclusive
+# at the seed cap (its statistic is NaN); Z5 records two pieces of evidence; Z9 is refuted on its
+# second criterion (the headline) and, on synthetic16-cnn, a declared finding that reproduces; the
+# last test records an "evidence" property but is no claim test. The evidence is written as
+# harness.evidence.Evidence.to_dict() writes it (schema version 3), and recorded as
+# fixtures.evidence's record_evidence does: through record_property, with the marker.
 CLAIM_TESTS = '''
 import pytest
-from harness.stats import Criterion, Evidence
 
 
-def evidence(claim, setting, estimate):
-    criterion = Criterion("score", estimate, 0.5, ">=", ci=(estimate - 0.1, estimate + 0.1), level=0.95)
-    return Evidence(claim, setting, "made up", (criterion,), (0, 1, 2))
+def criterion(estimate, outcome, name="score"):
+    return {"name": name, "estimate": estimate, "threshold": 0.5, "direction": ">=",
+            "ci": [estimate - 0.1, estimate + 0.1], "level": 0.9875, "limits": [0.0, 1.0], "outcome": outcome}
+
+
+def evidence(request, setting, outcome, *criteria, looks=(5,), finding=None):
+    marker = request.node.get_closest_marker("claim").kwargs
+    return {"claim": marker["id"], "setting": setting, "source": "made up", "seeds": list(range(looks[-1])),
+            "n_seeds": looks[-1], "looks": list(looks), "max_seeds": 40, "outcome": outcome,
+            "criteria": list(criteria), "details": {}, "marker": dict(marker), "finding": finding}
+
+
+REFUTED_AS_DECLARED = {"expected": "refuted", "why": "measured 0.3 < 0.5"}
 
 
 @pytest.fixture
@@ -78,17 +91,23 @@ def broken_teardown():
 
 @pytest.mark.claim(id="Z1", source="[Z] Fig. 1")
 @pytest.mark.parametrize("setting", ["digits-mlp", pytest.param(
-    "synthetic16-cnn", marks=pytest.mark.xfail(strict=True, reason="measured 0.3 < 0.5"))])
-def test_z1(setting, record_evidence):
-    ev = record_evidence(evidence("Z1", setting, 0.9 if setting == "digits-mlp" else 0.3))
-    assert ev.passed, ev.explain()
+    "synthetic16-cnn", marks=pytest.mark.xfail(strict=True, reason="declared finding: measured 0.3 < 0.5"))])
+def test_z1(setting, request, record_property):
+    if setting == "digits-mlp":
+        record_property("evidence", evidence(request, setting, "reproduces", criterion(0.9, "reproduces"),
+                                             looks=(5, 10)))
+    else:
+        record_property("evidence", evidence(request, setting, "refuted", criterion(0.3, "refuted"),
+                                             finding=REFUTED_AS_DECLARED))
+        raise AssertionError("Z1 refuted on synthetic16-cnn: score 0.3 [0.2, 0.4] >= 0.5")
 
 
 @pytest.mark.claim(id="Z2", source="[Z] Tab. 2")
 @pytest.mark.parametrize("setting", ["made-up"])
-def test_z2_fails(setting, record_evidence):
-    ev = record_evidence(evidence("Z2", setting, float("nan")))
-    assert ev.passed, ev.explain()
+def test_z2_fails(setting, request, record_property):
+    record_property("evidence", evidence(request, setting, "inconclusive", criterion(float("nan"), "inconclusive"),
+                                         looks=(5, 10, 20, 40)))
+    raise AssertionError("Z2 inconclusive on made-up at the seed cap 40")
 
 
 @pytest.mark.claim(id="Z3", source="[Z]")
@@ -104,15 +123,15 @@ def test_z4_skipped():
 
 
 @pytest.mark.claim(id="Z5", source="[Z]")
-def test_z5_errors_in_teardown(broken_teardown, record_evidence):
-    record_evidence(evidence("Z5", "digits-mlp", 0.2))
-    record_evidence(evidence("Z5", "digits-mlp", 0.9))
+def test_z5_errors_in_teardown(broken_teardown, request, record_property):
+    record_property("evidence", evidence(request, "digits-mlp", "refuted", criterion(0.2, "refuted")))
+    record_property("evidence", evidence(request, "digits-mlp", "reproduces", criterion(0.9, "reproduces")))
 
 
 @pytest.mark.claim(id="Z6", source="[Z]")
 @pytest.mark.xfail(strict=False, reason="may not reproduce")
-def test_z6_xpasses(record_evidence):
-    assert record_evidence(evidence("Z6", "synthetic16-cnn", 0.9)).passed
+def test_z6_xpasses(request, record_property):
+    record_property("evidence", evidence(request, "synthetic16-cnn", "reproduces", criterion(0.9, "reproduces")))
 
 
 @pytest.mark.claim(id="Z7", source="[Z]")
@@ -126,31 +145,49 @@ def test_z8_lacks_a_fixture(no_such_fixture):
     pass
 
 
+@pytest.mark.claim(id="Z9", source="[Z]")
+@pytest.mark.parametrize("setting", ["digits-mlp", "synthetic16-cnn"])
+def test_z9(setting, request, record_property):
+    if setting == "digits-mlp":
+        record_property("evidence", evidence(request, setting, "refuted", criterion(0.9, "reproduces"),
+                                             criterion(0.25, "refuted", name="second")))
+        raise AssertionError("Z9 refuted on digits-mlp")
+    record_property("evidence", evidence(request, setting, "reproduces", criterion(0.9, "reproduces"),
+                                         finding=REFUTED_AS_DECLARED))
+    pytest.fail("declared finding now reproduces: Z9 on synthetic16-cnn")
+
+
 def test_not_a_claim(record_property):
     record_property("evidence", {"not": "a claim"})
 '''
 
 FIELDS = ("claim", "source", "setting", "outcome", "skip_reason", "message")
-Z1_FAIL = "AssertionError: Z1 FAIL on synthetic16-cnn over 3 seeds [0, 1, 2]"
 # nodeid -> (claim, source, setting, outcome, skip_reason, message), verdict of the evidence, earlier verdicts
 EXPECTED = {
-    "test_claims.py::test_z1[digits-mlp]": (("Z1", "[Z] Fig. 1", "digits-mlp", "passed", None, None), "PASS", []),
+    "test_claims.py::test_z1[digits-mlp]": (
+        ("Z1", "[Z] Fig. 1", "digits-mlp", "passed", None, None), "reproduces", []),
     "test_claims.py::test_z1[synthetic16-cnn]": (
-        ("Z1", "[Z] Fig. 1", "synthetic16-cnn", "xfailed", "measured 0.3 < 0.5", Z1_FAIL), "FAIL", []),
+        ("Z1", "[Z] Fig. 1", "synthetic16-cnn", "xfailed", "declared finding: measured 0.3 < 0.5",
+         "AssertionError: Z1 refuted on synthetic16-cnn: score 0.3 [0.2, 0.4] >= 0.5"), "refuted", []),
     "test_claims.py::test_z2_fails[made-up]": (
-        ("Z2", "[Z] Tab. 2", "made-up", "failed", None, "AssertionError: Z2 FAIL on made-up over 3 seeds [0, 1, 2]"),
-        "FAIL", []),
+        ("Z2", "[Z] Tab. 2", "made-up", "failed", None,
+         "AssertionError: Z2 inconclusive on made-up at the seed cap 40"), "inconclusive", []),
     "test_claims.py::test_z3_errors_in_setup[big]": (
         ("Z3", "[Z]", "big", "error", None, "RuntimeError: setup broke"), None, []),
     "test_claims.py::test_z4_skipped": (("Z4", "[Z]", None, "skipped", "no data here", None), None, []),
     "test_claims.py::test_z5_errors_in_teardown": (
-        ("Z5", "[Z]", "digits-mlp", "error", None, "RuntimeError: teardown broke"), "PASS", ["FAIL"]),
+        ("Z5", "[Z]", "digits-mlp", "error", None, "RuntimeError: teardown broke"), "reproduces", ["refuted"]),
     "test_claims.py::test_z6_xpasses": (("Z6", "[Z]", "synthetic16-cnn", "xpassed", "may not reproduce", None),
-                                        "PASS", []),
+                                        "reproduces", []),
     "test_claims.py::test_z7_xpasses_strictly": (
         ("Z7", "[Z]", None, "failed", None, "[XPASS(strict)] said not to reproduce"), None, []),
     "test_claims.py::test_z8_lacks_a_fixture": (
         ("Z8", "[Z]", None, "error", None, "fixture 'no_such_fixture' not found"), None, []),
+    "test_claims.py::test_z9[digits-mlp]": (
+        ("Z9", "[Z]", "digits-mlp", "failed", None, "AssertionError: Z9 refuted on digits-mlp"), "refuted", []),
+    "test_claims.py::test_z9[synthetic16-cnn]": (
+        ("Z9", "[Z]", "synthetic16-cnn", "failed", None,
+         "Failed: declared finding now reproduces: Z9 on synthetic16-cnn"), "reproduces", []),
 }
 
 
@@ -179,7 +216,7 @@ def session(pytester, tmp_path, monkeypatch):
 @pytest.mark.parametrize("args", [("-p", "no:xdist"), ("-n", "2")], ids=["serial", "xdist"])
 def test_results_json_records_every_claim_test_and_the_terminal_shows_them(session, tmp_path, args):
     result = session(*args)
-    result.assert_outcomes(passed=3, failed=2, errors=3, skipped=1, xfailed=1, xpassed=1)
+    result.assert_outcomes(passed=3, failed=4, errors=3, skipped=1, xfailed=1, xpassed=1)
     results = json.loads((tmp_path / "report" / "results.json").read_text())
 
     records = sorted(results["claims"], key=lambda r: r["nodeid"])  # xdist runs them in any order
@@ -187,14 +224,14 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
     for record in records:
         fields, verdict, earlier = EXPECTED[record["nodeid"]]
         assert tuple(record[f] for f in FIELDS) == fields, record["nodeid"]
-        assert (record["evidence"] or {}).get("verdict") == verdict, record["nodeid"]
-        assert [ev["verdict"] for ev in record["evidence_more"]] == earlier, record["nodeid"]
+        assert (record["evidence"] or {}).get("outcome") == verdict, record["nodeid"]
+        assert [ev["outcome"] for ev in record["evidence_more"]] == earlier, record["nodeid"]
         assert record["duration_s"] >= 0
     z2 = next(r for r in records if r["claim"] == "Z2")["evidence"]
-    assert z2["marker"] == {"id": "Z2", "source": "[Z] Tab. 2"} and math.isnan(z2["criteria"][0]["value"])
+    assert z2["looks"] == [5, 10, 20, 40] and math.isnan(z2["criteria"][0]["estimate"])
 
-    assert results["schema_version"] == plugin.SCHEMA_VERSION == 2
-    assert results["summary"] == {"passed": 1, "failed": 2, "xfailed": 1, "xpassed": 1, "skipped": 1, "error": 3}
+    assert results["schema_version"] == plugin.SCHEMA_VERSION == 3
+    assert results["summary"] == {"passed": 1, "failed": 4, "xfailed": 1, "xpassed": 1, "skipped": 1, "error": 3}
     assert results["git"] == {"commit": None, "dirty": None}  # the pytester folder is no git checkout
     assert results["command"][0] == "pytest" and f"--report-dir={tmp_path / 'report'}" in results["command"]
     assert results["duration_s"] > 0 and results["created"].endswith("+00:00")
@@ -212,13 +249,15 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
     assert (tmp_path / "report" / "index.html").read_text().split() == sorted(results)
 
     result.stdout.fnmatch_lines_random([
-        "claim *setting *statistic *verdict *test",
-        "Z1 *digits-mlp *score 0.9 [[]lower 0.8[]] >= 0.5 *PASS *passed",
-        "Z1 *synthetic16-cnn *score 0.3 [[]lower 0.2[]] >= 0.5 *FAIL *xfailed",
-        "Z2 *made-up *score nan [[]lower nan[]] >= 0.5 *FAIL *failed",
-        "Z3 *big *RuntimeError: setup broke *- *error",
-        "Z4 *- *no data here *- *skipped",
-        "Z8 *- *fixture 'no_such_fixture' not found *- *error",
+        "claim *setting *statistic *verdict *seeds *test",
+        "Z1 *digits-mlp *score 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5→10 *passed",
+        "Z1 *synthetic16-cnn *score 0.3 [[]0.2, 0.4[]] >= 0.5 *refuted (finding) *5 *xfailed",
+        "Z2 *made-up *score nan [[]nan, nan[]] >= 0.5 *inconclusive *5→10→20→40 *failed",
+        "Z3 *big *RuntimeError: setup broke *- *- *error",
+        "Z4 *- *no data here *- *- *skipped",
+        "Z8 *- *fixture 'no_such_fixture' not found *- *- *error",
+        "Z9 *digits-mlp *second 0.25 [[]0.15, 0.35[]] >= 0.5 *refuted *5 *failed",
+        "Z9 *synthetic16-cnn *score 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5 *failed",
         f"results: {tmp_path / 'report' / 'results.json'}",
         f"report: {tmp_path / 'report' / 'index.html'}, {tmp_path / 'report' / 'summary.md'}",
     ])
@@ -273,10 +312,38 @@ def test_sections_keep_only_known_settings_and_catalogued_claims(monkeypatch):
     assert plugin.catalog_section(["T1"]) == {}
 
 
-def test_headline_shows_the_first_failing_criterion_and_its_compared_bound():
-    criteria = [{"name": "a", "estimate": 0.9, "threshold": 0.5, "direction": ">=", "ci": None, "passed": True,
-                 "value": 0.9},
-                {"name": "b", "estimate": 0.2, "threshold": 0.1, "direction": "<=", "ci": [0.1, 0.3], "passed": False,
-                 "value": 0.3}]
-    assert plugin.headline({"criteria": criteria}) == "b 0.2 [upper 0.3] <= 0.1"
-    assert plugin.headline({"criteria": criteria[:1]}) == "a 0.9 >= 0.5"
+def criterion(name: str, outcome: str, estimate: float = 0.2, ci=(0.1, 0.3)) -> dict:
+    return {"name": name, "estimate": estimate, "threshold": 0.1, "direction": "<=", "ci": list(ci),
+            "level": 0.9875, "limits": [0.0, 1.0], "outcome": outcome}
+
+
+@pytest.mark.parametrize(("outcomes", "shown"), [
+    (("reproduces", "inconclusive", "refuted", "refuted"), "c"),
+    (("reproduces", "inconclusive", "inconclusive"), "b"),
+    (("reproduces", "reproduces"), "a"),
+], ids=["first-refuted", "first-inconclusive", "first"])
+def test_headline_is_the_first_refuted_else_inconclusive_else_first_criterion(outcomes, shown):
+    criteria = [criterion(name, outcome) for name, outcome in zip("abcd", outcomes)]
+    assert plugin.headline({"criteria": criteria}) == f"{shown} 0.2 [0.1, 0.3] <= 0.1"
+
+
+def test_headline_numbers_have_four_significant_digits():
+    evidence = {"criteria": [criterion("cos", "reproduces", estimate=0.123456, ci=(-math.inf, 0.987654))]}
+    assert plugin.headline(evidence) == "cos 0.1235 [-inf, 0.9877] <= 0.1"
+
+
+def test_verdict_rows_show_the_three_verdicts_a_finding_and_the_looks():
+    def rec(claim, outcome, test, looks=(5,), finding=None):
+        evidence = {"outcome": outcome, "criteria": [criterion("s", outcome)], "looks": list(looks),
+                    "n_seeds": looks[-1], "finding": finding}
+        return {"claim": claim, "setting": "digits-mlp", "evidence": evidence, "outcome": test}
+
+    declared = {"expected": "refuted", "why": "as measured"}
+    records = [rec("A", "reproduces", "passed", (5, 10)), rec("B", "refuted", "failed"),
+               rec("C", "inconclusive", "failed", (5, 10, 20)), rec("D", "refuted", "xfailed", finding=declared),
+               rec("E", "reproduces", "failed", finding=declared),
+               {"claim": "F", "setting": None, "evidence": None, "outcome": "skipped", "skip_reason": "no GPU",
+                "message": None}]
+    assert [row[3:] for row in plugin.verdict_rows(records)] == [
+        ("reproduces", "5→10", "passed"), ("refuted", "5", "failed"), ("inconclusive", "5→10→20", "failed"),
+        ("refuted (finding)", "5", "xfailed"), ("reproduces", "5", "failed"), ("-", "-", "skipped")]

@@ -43,7 +43,7 @@ def test_unknown_tier_is_rejected():
     (lambda: Recipe(epochs=3, weight_epochs=(0, 5)), r"Recipe.weight_epochs=\(0, 5\) .* epochs in 0..3"),
     (lambda: Recipe(epochs=3, weight_epochs=(2, 1)), r"sorted tuple of distinct epochs"),
     (lambda: settings.get("digits-mlp").replace(tier="nightly"), r"Setting.tier='nightly'"),
-    (lambda: settings.get("digits-mlp").replace(n_seeds=1), r"Setting.n_seeds=1 is invalid: expected an int >= 2"),
+    (lambda: settings.get("digits-mlp").replace(n_seeds=1), r"Setting.n_seeds=1 is invalid: expected an int >= 4"),
 ])
 def test_invalid_fields_name_field_value_and_allowed(build, message):
     with pytest.raises(ValueError, match=message):

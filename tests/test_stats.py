@@ -4,13 +4,14 @@ import scipy.optimize
 import scipy.stats
 
 from harness.stats import (
-    Criterion,
-    Evidence,
+    MIN_SEEDS,
     mean_interval,
     pairwise_mean,
     pairwise_mean_interval,
     seed_bootstrap,
+    seed_subsets,
     spearman_trend,
+    subset_mean_interval,
 )
 
 
@@ -69,9 +70,15 @@ def test_bootstrap_is_reproducible_and_seeded():
 @pytest.mark.parametrize("call, message", [
     (lambda: mean_interval(np.array([1.0])), r"at least 2 seeds; got shape \(1,\)"),
     (lambda: mean_interval(np.array([1.0, np.nan, 2.0])), r"NaN or infinite"),
-    (lambda: mean_interval(np.array([1.0, 2.0])), r"n_seeds=2 is invalid: a bootstrap over seeds needs at least 3"),
+    (lambda: mean_interval(np.array([1.0, 2.0])), r"n_seeds=2 is invalid: a bootstrap over seeds of a statistic of "
+                                                  r"single seeds needs at least 3 seeds"),
+    (lambda: pairwise_mean_interval(np.ones((3, 3))), r"square \(S, S\) with S >= 4 seeds; got shape \(3, 3\)"),
+    (lambda: seed_bootstrap(lambda idx: idx.mean(1), 3, min_distinct=3), r"of a pairwise statistic needs at least 4"),
+    (lambda: subset_mean_interval(np.ones(1), np.arange(5)[None], 5), r"5-run ensembles needs at least 6 seeds"),
+    (lambda: subset_mean_interval(np.ones(2), np.arange(5)[None], 6), r"one value per subset"),
+    (lambda: seed_subsets(3, 4), r"order=4 is invalid"),
     (lambda: mean_interval(np.ones(4), level=0.4), r"level=0.4 is invalid"),
-    (lambda: pairwise_mean_interval(np.ones((3, 4))), r"square \(S, S\) with S >= 3 seeds; got shape \(3, 4\)"),
+    (lambda: pairwise_mean_interval(np.ones((3, 4))), r"square \(S, S\) with S >= 4 seeds; got shape \(3, 4\)"),
     (lambda: pairwise_mean_interval(np.triu(np.ones((4, 4)))), r"must be symmetric"),
     (lambda: spearman_trend([1.0, 2.0]), r"at least 3 points"),
     (lambda: spearman_trend([1.0, 1.0, 1.0]), r"constant series"),
@@ -92,34 +99,48 @@ def test_seed_bootstrap_takes_any_statistic_of_the_seeds():
     assert lower <= 3.0 <= upper
 
 
-def test_criterion_compares_the_relevant_bound():
-    at_least = Criterion("x", estimate=0.97, threshold=0.95, direction=">=", ci=(0.94, 0.99), level=0.95)
-    at_most = Criterion("y", estimate=0.40, threshold=0.5, direction="<=", ci=(0.3, 0.45), level=0.95)
-    assert (at_least.value, at_least.passed) == (0.94, False)  # the estimate alone would pass
-    assert (at_most.value, at_most.passed) == (0.45, True)
-    assert Criterion("z", float("nan"), 0.0, ">=").passed is False
+def test_constant_seeds_give_the_value_itself():
+    # The mean of ten copies of 0.95 rounds to 0.9499999999999998; the interval must not exclude 0.95.
+    assert mean_interval(np.full(10, 0.95)) == (0.95, 0.95)
+    lower, upper = seed_bootstrap(lambda idx: np.full(len(idx), 0.1) + 0.2, 10)
+    assert lower == upper == pytest.approx(0.3)  # spread of rounding only: a point interval
 
 
-def test_criterion_validation():
-    with pytest.raises(ValueError, match=r"Criterion.direction=.=>. is invalid"):
-        Criterion("x", 1.0, 0.0, "=>")
-    with pytest.raises(ValueError, match=r"ci and Criterion.level go together"):
-        Criterion("x", 1.0, 0.0, ">=", ci=(0.0, 2.0))
+def test_bounds_never_exclude_the_estimate():
+    x = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 10.0])  # one outlier: a very skewed bootstrap pivot
+    lower, upper = mean_interval(x, level=0.99)
+    assert lower <= x.mean() <= upper
 
 
-def test_evidence_passes_only_when_every_criterion_passes():
-    ok = Criterion("a", 1.0, 0.5, ">=")
-    bad = Criterion("b", 1.0, 0.5, "<=")
-    both = Evidence("T0", "digits-mlp", "source", (ok, bad), seeds=(0, 1, 2))
-    assert not both.passed and both.verdict == "FAIL" and both.n_seeds == 3 and both.main is ok
-    text = both.explain()
-    assert text.splitlines()[0] == "T0 FAIL on digits-mlp over 3 seeds [0, 1, 2]"
-    assert "PASS  a: 1 >= 0.5" in text and "FAIL  b: 1 <= 0.5" in text
-    record = both.to_dict()
-    assert record["verdict"] == "FAIL" and record["n_seeds"] == 3
-    assert [c["passed"] for c in record["criteria"]] == [True, False]
-    with pytest.raises(ValueError, match=r"at least one criterion"):
-        Evidence("T0", "s", "src", (), seeds=(0, 1))
+def test_pairwise_interval_works_from_min_seeds():
+    m = np.random.default_rng(4).normal(size=(MIN_SEEDS, MIN_SEEDS))
+    lower, upper = pairwise_mean_interval(m + m.T)
+    assert lower <= pairwise_mean(m + m.T) <= upper
+
+
+def test_seed_subsets_enumerate_or_sample():
+    every = seed_subsets(6, 5)
+    assert every.shape == (6, 5) and len({tuple(r) for r in every}) == 6
+    sampled = seed_subsets(40, 5, max_subsets=100, rng=1)
+    assert sampled.shape == (100, 5) and (np.diff(sampled, axis=1) > 0).all()
+    np.testing.assert_array_equal(sampled, seed_subsets(40, 5, max_subsets=100, rng=1))
+
+
+def test_subset_interval_of_an_additive_kernel_is_the_mean_interval_scale():
+    # A kernel that is the mean of its members' values: the U-statistic is the plain mean, and its
+    # jackknife error is the standard error of the mean (exactly, for a complete design).
+    x = np.random.default_rng(5).normal(size=12)
+    subsets = seed_subsets(12, 3, max_subsets=10_000)
+    estimate, (lower, upper) = subset_mean_interval(x[subsets].mean(1), subsets, 12, level=0.95)
+    half = scipy.stats.t.ppf(0.95, 11) * x.std(ddof=1) / np.sqrt(12)
+    assert estimate == pytest.approx(x.mean())
+    assert (lower, upper) == (pytest.approx(x.mean() - half), pytest.approx(x.mean() + half))
+
+
+def test_subset_interval_of_identical_seeds_is_a_point():
+    subsets = seed_subsets(6, 5)
+    estimate, (lower, upper) = subset_mean_interval(np.full(len(subsets), 0.2), subsets, 6)
+    assert lower == estimate == upper == pytest.approx(0.2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,252 @@
+"""Three-valued decisions: the :class:`Criterion` objects of a claim and the :class:`Evidence` they add up to.
+
+A criterion compares a statistic of the seeds with a named threshold through the statistic's
+interval, computed by the criterion itself at the level it records (the constructors below), so
+an interval and its level cannot disagree. Each criterion, and the evidence, ends in one of:
+
+``reproduces``
+    The interval clears the threshold (its lower bound for ``>``/``>=``, its upper bound for
+    ``<``/``<=``): the claim holds here, with confidence.
+``refuted``
+    The whole interval lies on the wrong side: the claim is false here, with confidence.
+``inconclusive``
+    Neither: the seeds do not tell. :mod:`harness.sequential` then asks for more seeds.
+
+The evidence reproduces when every criterion does, is refuted when some criterion is, and is
+inconclusive otherwise. "Reproduces" needs all criteria (an intersection-union test), so its
+error rate is that of one criterion, at most ``1 - level``; "refuted" names the criterion that
+refutes, each at most ``1 - level`` wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from harness.stats import (
+    ROUNDING,
+    mean_interval,
+    pairwise_mean,
+    pairwise_mean_interval,
+    seed_bootstrap,
+    subset_mean_interval,
+)
+
+REPRODUCES, REFUTED, INCONCLUSIVE = "reproduces", "refuted", "inconclusive"
+OUTCOMES = (REPRODUCES, REFUTED, INCONCLUSIVE)
+DIRECTIONS = (">=", ">", "<=", "<")
+UNBOUNDED = (-math.inf, math.inf)
+# Ranges of the statistics claims use: an interval never leaves its statistic's range.
+FRACTION = (0.0, 1.0)
+COSINE = (-1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One comparison of a claim's decision.
+
+    Build it with :func:`mean_criterion`, :func:`pairwise_criterion`, :func:`bootstrap_criterion`
+    or :func:`subset_criterion`, which compute the interval at ``level``.
+
+    Attributes
+    ----------
+    name : str
+        What is measured, e.g. "late consecutive cosine".
+    estimate : float
+        The point estimate over all seeds (e.g. the mean over seeds).
+    threshold : float
+    direction : {">=", ">", "<=", "<"}
+        The claim holds when ``statistic direction threshold``.
+    ci : (float, float)
+        One-sided lower and upper bounds at ``level``, inside ``limits``; NaN when the statistic is
+        undefined on these seeds (the criterion is then inconclusive).
+    level : float
+        One-sided confidence level of each bound, in (0.5, 1).
+    limits : (float, float)
+        The statistic's range, e.g. (0, 1) for a fraction.
+    """
+
+    name: str
+    estimate: float
+    threshold: float
+    direction: str
+    ci: tuple[float, float]
+    level: float
+    limits: tuple[float, float] = UNBOUNDED
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"Criterion.direction={self.direction!r} is invalid: expected one of {DIRECTIONS}")
+        if not 0.5 < self.level < 1:
+            raise ValueError(f"Criterion.level={self.level!r} is invalid: expected a one-sided level in (0.5, 1)")
+        low, high = self.limits
+        if not low < high:
+            raise ValueError(f"Criterion.limits={self.limits!r} is invalid: expected (low, high) with low < high")
+        lower, upper = self.ci
+        if lower > upper:
+            raise ValueError(f"Criterion.ci={self.ci!r} is invalid: expected (lower, upper) with lower <= upper")
+        # Bounds outside the statistic's range say nothing more than its end: clip them.
+        object.__setattr__(self, "ci", (float(min(max(lower, low), high)), float(min(max(upper, low), high))))
+
+    @property
+    def outcome(self) -> str:
+        """:data:`REPRODUCES`, :data:`REFUTED` or :data:`INCONCLUSIVE` (also when a bound is NaN)."""
+        lower, upper = self.ci
+        if math.isnan(lower) or math.isnan(upper):
+            return INCONCLUSIVE
+        # Within rounding of the threshold counts as equal to it (a mean of copies of 0.95 is
+        # 0.9499999999999998): ">=" is met by a tie, ">" is not.
+        t, tol = self.threshold, ROUNDING * max(1.0, abs(self.threshold))
+        if self.direction in (">=", ">"):
+            clears = lower >= t - tol if self.direction == ">=" else lower > t + tol
+            wrong = upper < t - tol if self.direction == ">=" else upper <= t + tol
+        else:
+            clears = upper <= t + tol if self.direction == "<=" else upper < t - tol
+            wrong = lower > t + tol if self.direction == "<=" else lower >= t - tol
+        return REPRODUCES if clears else REFUTED if wrong else INCONCLUSIVE
+
+    def describe(self) -> str:
+        """``name: estimate [lower, upper] direction threshold``, with the level."""
+        lower, upper = self.ci
+        return (f"{self.name}: {self.estimate:.5g} [{lower:.5g}, {upper:.5g}] {self.direction} {self.threshold:.5g} "
+                f"({self.level:.2%} one-sided bounds)")
+
+
+def _criterion(name: str, estimate: float, ci: tuple[float, float], threshold: float, direction: str, level: float,
+               limits: tuple[float, float]) -> Criterion:
+    return Criterion(name, float(estimate), float(threshold), direction, (float(ci[0]), float(ci[1])), level,
+                     (float(limits[0]), float(limits[1])))
+
+
+def mean_criterion(name: str, per_seed: np.ndarray, threshold: float, direction: str, *, level: float,
+                   limits: tuple[float, float] = UNBOUNDED) -> Criterion:
+    """The mean over seeds of one value per seed, ``per_seed`` (S,), with its bootstrap bounds."""
+    values = np.asarray(per_seed, dtype=np.float64)
+    return _criterion(name, values.mean(), mean_interval(values, level), threshold, direction, level, limits)
+
+
+def pairwise_criterion(name: str, matrix: np.ndarray, threshold: float, direction: str, *, level: float,
+                       limits: tuple[float, float] = UNBOUNDED) -> Criterion:
+    """The mean over pairs of distinct seeds of a symmetric (S, S) ``matrix``, with its bootstrap bounds."""
+    return _criterion(name, pairwise_mean(matrix), pairwise_mean_interval(matrix, level), threshold, direction,
+                      level, limits)
+
+
+def bootstrap_criterion(name: str, statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, threshold: float,
+                        direction: str, *, level: float, limits: tuple[float, float] = UNBOUNDED,
+                        min_distinct: int = 2) -> Criterion:
+    """Any statistic of the seeds (see :func:`harness.stats.seed_bootstrap`), e.g. a paired difference.
+
+    ``statistic`` maps seed indices (B, K) to one value per row (B,); its estimate is its value on
+    all seeds. Use ``min_distinct=3`` for statistics that involve pairs of seeds.
+    """
+    estimate = float(statistic(np.arange(n_seeds)[None, :])[0])
+    if math.isnan(estimate):  # undefined on these seeds (e.g. no sample in a band): undecided
+        ci = (math.nan, math.nan)
+    else:
+        ci = seed_bootstrap(statistic, n_seeds, level, min_distinct=min_distinct)
+    return _criterion(name, estimate, ci, threshold, direction, level, limits)
+
+
+def subset_criterion(name: str, values: np.ndarray, subsets: np.ndarray, n_seeds: int, threshold: float,
+                     direction: str, *, level: float, limits: tuple[float, float] = UNBOUNDED) -> Criterion:
+    """A mean over K-subsets of the seeds (ensembles of K runs), with jackknife-t bounds.
+
+    See :func:`harness.stats.subset_mean_interval`; ``values`` (M,) holds the kernel of each row
+    of ``subsets`` (M, K).
+    """
+    estimate, ci = subset_mean_interval(values, subsets, n_seeds, level)
+    return _criterion(name, estimate, ci, threshold, direction, level, limits)
+
+
+def seeds_text(seeds: Sequence[int]) -> str:
+    """``"0-4"`` for consecutive seeds, else the list: messages stay short at 40 seeds."""
+    seeds = list(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A claim's decision in one setting, over all its seeds.
+
+    Attributes
+    ----------
+    claim : str
+        Catalog id (CLAIMS.md), e.g. "T1".
+    setting : str
+    source : str
+        What the source reports, e.g. "[WB] SmallCNN: consecutive cos > 0.95 after ~epoch 10".
+    criteria : tuple of Criterion
+        The claim reproduces when all do.
+    seeds : tuple of int
+    details : dict
+        JSON-able extra measurements for the report (per-seed values, nulls, figures).
+    looks : tuple of int
+        Seed count of each look of the sequential decision (:mod:`harness.sequential`), the last
+        being ``len(seeds)``; one look by default.
+    max_seeds : int or None
+        The most seeds the decision could have grown to; None for a decision of fixed seeds.
+    """
+
+    claim: str
+    setting: str
+    source: str
+    criteria: tuple[Criterion, ...]
+    seeds: tuple[int, ...]
+    details: dict = field(default_factory=dict)
+    looks: tuple[int, ...] = ()
+    max_seeds: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.criteria:
+            raise ValueError("Evidence needs at least one criterion: a decision that compares nothing cannot fail")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "looks", tuple(self.looks) or (len(self.seeds),))
+        if self.looks[-1] != len(self.seeds):
+            raise ValueError(f"Evidence.looks={self.looks} must end with the seed count {len(self.seeds)}")
+
+    @property
+    def outcome(self) -> str:
+        """:data:`REPRODUCES` if every criterion does, :data:`REFUTED` if any is, else :data:`INCONCLUSIVE`."""
+        outcomes = [c.outcome for c in self.criteria]
+        if REFUTED in outcomes:
+            return REFUTED
+        return REPRODUCES if all(o == REPRODUCES for o in outcomes) else INCONCLUSIVE
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def headline(self) -> Criterion:
+        """The criterion that explains the outcome: the first refuted, else the first inconclusive, else the first."""
+        for wanted in (REFUTED, INCONCLUSIVE):
+            for c in self.criteria:
+                if c.outcome == wanted:
+                    return c
+        return self.criteria[0]
+
+    def explain(self) -> str:
+        """A multi-line account: outcome, setting, seeds and looks, then each criterion with its own outcome."""
+        cap = "" if self.max_seeds is None else f"; cap {self.max_seeds}"
+        looks = " -> ".join(map(str, self.looks))
+        head = (f"{self.claim} {self.outcome} on {self.setting} over {self.n_seeds} seeds ({seeds_text(self.seeds)}; "
+                f"looks {looks}{cap})")
+        width = max(map(len, OUTCOMES))
+        lines = [head, f"  source: {self.source}"]
+        lines += [f"  {c.outcome:<{width}}  {c.describe()}" for c in self.criteria]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-able record (reports/SCHEMA.md): the fields, ``outcome`` and ``n_seeds``, and each
+        criterion's ``outcome``."""
+        out = asdict(self)
+        out["outcome"], out["n_seeds"] = self.outcome, self.n_seeds
+        for c, d in zip(self.criteria, out["criteria"]):
+            d["outcome"] = c.outcome
+        return out

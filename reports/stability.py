@@ -1,0 +1,106 @@
+"""Do the verdicts repeat? Run the smoke claims on disjoint seed sets and compare every outcome.
+
+Usage::
+
+    python -m reports.stability [--offsets 0 1000 2000 3000] [--out DIR] [-- PYTEST_ARGS ...]
+
+For each offset K, runs ``pytest claims/ -m smoke --seed-offset K --report-dir DIR/offset-K``
+(K >= every setting's ``max_seeds`` apart keeps the sets disjoint, grown decisions included), then
+prints one row per (claim, setting): the verdict and the seeds it used on each seed set. Exit
+status: 0 when every claim's verdict is the same on every set, 1 when some differ (a decision that
+flips between seed sets is a bug in the decision), 2 on bad input or a run that wrote no results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from harness import settings
+from reports.results import RESULTS_NAME
+
+DEFAULT_OFFSETS = (0, 1000, 2000, 3000)
+DEFAULT_OUT = Path("reports/out/stability")
+
+
+def verdicts(results: Mapping) -> dict[tuple[str, str], str]:
+    """``{(claim, setting): "verdict (n seeds)"}`` of a results.json document; the test outcome when
+    a claim test recorded no evidence (e.g. "error")."""
+    out = {}
+    for record in results["claims"]:
+        evidence = record.get("evidence")
+        key = (record.get("claim") or record["nodeid"], record.get("setting") or "-")
+        out[key] = f"{evidence['outcome']} ({evidence['n_seeds']})" if evidence else record["outcome"]
+    return out
+
+
+def verdict_of(cell: str) -> str:
+    """The verdict of a cell without its seed count: seed counts may differ, verdicts may not."""
+    return cell.split(" (")[0]
+
+
+def compare(per_offset: Mapping[int, Mapping[tuple[str, str], str]]) -> tuple[list[tuple], list[tuple[str, str]]]:
+    """Rows (claim, setting, cell per offset) and the keys whose verdict differs between offsets.
+
+    A claim missing from some seed set counts as differing.
+    """
+    keys = sorted({key for table in per_offset.values() for key in table})
+    rows, unstable = [], []
+    for key in keys:
+        cells = [table.get(key, "missing") for table in per_offset.values()]
+        rows.append((*key, *cells))
+        if len({verdict_of(c) for c in cells}) > 1:
+            unstable.append(key)
+    return rows, unstable
+
+
+def run_offset(offset: int, out: Path, pytest_args: Sequence[str]) -> dict:
+    """Run the smoke claims from ``offset`` and return its results.json document."""
+    report_dir = out / f"offset-{offset}"
+    command = [sys.executable, "-m", "pytest", "claims/", "-m", "smoke", "-q", "-p", "no:cacheprovider",
+               "--seed-offset", str(offset), "--report-dir", str(report_dir), *pytest_args]
+    print(f"[stability] {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, check=False)  # failing claims are what this measures; the results say which
+    path = report_dir / RESULTS_NAME
+    if not path.is_file():
+        raise RuntimeError(f"pytest wrote no {path} for --seed-offset {offset}")
+    return json.loads(path.read_text())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports.stability", description=__doc__.splitlines()[0])
+    parser.add_argument("--offsets", type=int, nargs="+", default=list(DEFAULT_OFFSETS),
+                        help=f"first seed of each seed set (default: {' '.join(map(str, DEFAULT_OFFSETS))})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report folders (default: {DEFAULT_OUT})")
+    parser.add_argument("pytest_args", nargs="*", help="more pytest arguments, after --")
+    args = parser.parse_args(argv)
+    offsets = sorted(set(args.offsets))
+    spacing = max(s.max_seeds for s in map(settings.get, settings.names("smoke")))
+    if len(offsets) < 2 or min(b - a for a, b in zip(offsets, offsets[1:])) < spacing:
+        print(f"--offsets must name at least two seed sets at least {spacing} apart (the largest max_seeds of the "
+              f"smoke settings), so that grown decisions stay disjoint; got {offsets}", file=sys.stderr)
+        return 2
+    try:
+        per_offset = {k: verdicts(run_offset(k, args.out, args.pytest_args)) for k in offsets}
+    except (RuntimeError, json.JSONDecodeError, KeyError) as exc:
+        print(f"stability: {exc}", file=sys.stderr)
+        return 2
+    rows, unstable = compare(per_offset)
+    header = ("claim", "setting", *(f"seeds from {k}" for k in offsets))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    if unstable:
+        print(f"UNSTABLE: {len(unstable)} of {len(rows)} claim verdicts differ between seed sets: "
+              + ", ".join(f"{c} {s}" for c, s in unstable))
+        return 1
+    print(f"stable: all {len(rows)} claim verdicts are identical on {len(offsets)} disjoint seed sets")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
