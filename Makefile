@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REPORT_DIR := reports/out/$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: test claims bench install compare screenshot
+.PHONY: test claims bench install compare screenshot stability
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ claims: $(STAMP)
 	@mkdir -p $(REPORT_DIR)
 	$(BIN)/python -m pytest claims/ -m smoke --report-dir $(REPORT_DIR); status=$$?; \
 		ln -sfn $(notdir $(REPORT_DIR)) reports/out/latest; exit $$status
+
+# Do the verdicts repeat? The smoke claims on four disjoint seed sets (0, 1000, 2000, 3000: more
+# than any setting's max_seeds apart); prints each verdict per seed set, exits 1 if any differs.
+stability: $(STAMP)
+	$(BIN)/python -m reports.stability --offsets 0 1000 2000 3000
 
 # Compare two results.json (or report folders): exits 1 on a regression.
 #   make compare OLD=reports/out/20261121T030000Z NEW=reports/out/latest

@@ -44,7 +44,7 @@ checks the two ends k = 1 and k = K of its curve.
 
 Negative controls: N1 and N2 on copies of one run under the other runs' names must be refuted
 (every ensemble gain is exactly zero); N3 with subspace ensembles drawn far outside the mode
-(fixtures.samples.FAR_SCALES) must be refuted at k = 1 for every sampler.
+(fixtures.samples.FAR_SCALES) must be refuted.
 """
 
 from __future__ import annotations
@@ -302,5 +302,4 @@ def test_negative_control_n2_copies_of_one_run_are_refuted(setting, trained_runs
 def test_negative_control_n3_far_samples_are_refuted(setting, trained_runs, sample_predictions):
     runs = control_runs(setting, trained_runs)
     evidence = n3_evidence(runs, setting, sample_predictions(setting, runs, FAR_SCALES, N_FAR_SAMPLES))
-    at_one = evidence.criteria[::3]  # each sampler's gain at k = 1
-    assert all(c.outcome == REFUTED for c in at_one), f"N3 is not refuted far outside the mode:\n{evidence.explain()}"
+    assert evidence.outcome == REFUTED, f"N3 is not refuted far outside the mode:\n{evidence.explain()}"

@@ -95,3 +95,17 @@ def decide_sequentially(evidence_at: Callable[[int, float], Evidence], schedule:
         if evidence.outcome != INCONCLUSIVE:
             break
     return dataclasses.replace(evidence, looks=tuple(taken), max_seeds=schedule.cap)
+
+
+def rivals(index: int, n_runs: int, n_rivals: int) -> list[int]:
+    """The ``n_rivals`` runs after run ``index``, cyclically (all others when there are fewer): what
+    "closer to its own run than to any other" compares with.
+
+    Against every other run, such a statistic grows stricter as a decision adds seeds (more runs,
+    more chances that one lies nearer); against a fixed number of rivals, its meaning is the same at
+    every look. Claims take the first look's other runs (``n_seeds - 1``).
+    """
+    if not 0 <= index < n_runs or n_runs < 2 or n_rivals < 1:
+        raise ValueError(f"rivals({index}, {n_runs}, {n_rivals}) is invalid: expected 0 <= index < n_runs, "
+                         "n_runs >= 2 and n_rivals >= 1")
+    return [(index + k) % n_runs for k in range(1, min(n_rivals, n_runs - 1) + 1)]

@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reports.results import (
+    UNDECIDABLE,
     LEGACY_VERDICTS,
     REPRODUCES,
     RESULTS_NAME,
@@ -128,7 +129,7 @@ class Status:
     def finding_reproduces(self) -> bool:
         """A declared finding whose claim reproduces; in schema 2, an xfail that passed (strict
         xpasses are recorded as failed)."""
-        return ((self.finding is not None and self.verdict == REPRODUCES) or self.outcome == "xpassed"
+        return ((self.finding not in (None, UNDECIDABLE) and self.verdict == REPRODUCES) or self.outcome == "xpassed"
                 or (self.detail or "").startswith(XPASS_STRICT_PREFIX))
 
     def describe(self) -> str:
@@ -373,6 +374,10 @@ def _kind(old: Status | None, new: Status | None) -> tuple[str, str] | None:
         return REGRESSION, "ran in old, missing from new"
     if not new.ran:
         return REGRESSION, f"ran in old, skipped in new: {new.detail or 'no reason given'}"
+    if UNDECIDABLE in (old.finding, new.finding) and new.outcome not in FAILING_OUTCOMES:
+        if _same_verdict(old.verdict, new.verdict) and old.outcome == new.outcome:
+            return None
+        return CHANGED, f"declared undecidable here, so not judged: {old.describe()} -> {new.describe()}"
     if old.holds and new.holds is False:
         if old.finding_reproduces and new.outcome == "xfailed":
             return CHANGED, "back to the declared finding (xfailed)"

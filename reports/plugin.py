@@ -32,6 +32,7 @@ import pytest
 from fixtures.evidence import EVIDENCE_PROPERTY
 from harness import settings
 from reports.results import (
+    UNDECIDABLE,
     OUTCOMES,
     RESULTS_NAME,
     SCHEMA_VERSION,
@@ -45,6 +46,8 @@ MESSAGE_CHARS = 200  # results.json: enough for an exception's first line
 NOTE_CHARS = 90  # terminal table: keeps a row on one line of a wide terminal
 TABLE_HEADER = ("claim", "setting", "statistic", "verdict", "seeds", "test")
 GIT_TIMEOUT_S = 10
+# How pytest names its own outcome exceptions in a crash line: the text after them is the message.
+OUTCOME_EXCEPTION_PREFIXES = ("Failed: ", "_pytest.outcomes.XFailed: ")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,8 +128,9 @@ def _clip(text: str, width: int) -> str:
 def failure_message(report: pytest.TestReport) -> str | None:
     """The first line of a failure's exception message, as pytest's short test summary shows it.
 
-    None for a report that neither failed nor xfailed. The first line is the informative one: an
-    ``assert evidence.passed, evidence.explain()`` gives "AssertionError: T1 FAIL on <setting> ...".
+    None for a report that neither failed nor xfailed. The first line is the informative one: a
+    claim judged by ``fixtures.evidence.judge`` gives "T1 refuted on <setting> over 5 seeds ...";
+    the type of pytest's own outcome exceptions (``pytest.fail``, ``pytest.xfail``) is left out.
     """
     if not (report.failed or (report.skipped and hasattr(report, "wasxfail"))):
         return None
@@ -138,6 +142,8 @@ def failure_message(report: pytest.TestReport) -> str | None:
         # pytest marks the error's own lines with "E "; the last line would be the file location.
         marked = [line[1:] for line in lines if line.startswith("E ")]
         text = (marked or lines[-1:] or [""])[0]
+    for outcome_type in OUTCOME_EXCEPTION_PREFIXES:
+        text = text.removeprefix(outcome_type)
     lines = text.strip().splitlines()
     return _clip(lines[0], MESSAGE_CHARS) if lines else None
 
@@ -376,9 +382,12 @@ def headline(evidence: dict) -> str:
 
 
 def verdict_label(evidence: dict) -> str:
-    """The evidence's verdict; ``"refuted (finding)"`` when a declared finding expected it."""
-    outcome = evidence["outcome"]
-    return f"{outcome} (finding)" if (evidence.get("finding") or {}).get("expected") == outcome else outcome
+    """The evidence's verdict; ``"refuted (finding)"`` when a declared finding expected it, and
+    ``"... (undecidable)"`` where a finding declares the claim undecidable in that setting."""
+    outcome, expected = evidence["outcome"], (evidence.get("finding") or {}).get("expected")
+    if expected == UNDECIDABLE:
+        return f"{outcome} (undecidable)"
+    return f"{outcome} (finding)" if expected == outcome else outcome
 
 
 def _catalog_rank(record: dict) -> int:

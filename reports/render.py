@@ -48,6 +48,7 @@ from typing import NamedTuple
 from reports import plots
 from reports.figspec import FIGURES_KEY
 from reports.results import (
+    UNDECIDABLE,
     INCONCLUSIVE,
     LEGACY_FAIL,
     LEGACY_PASS,
@@ -201,6 +202,8 @@ def verdict(record: dict) -> Verdict:
     if decided is None:
         return Verdict(str(outcome or "no outcome"), NO_VERDICT_CSS.get(outcome, "skip"), note)
     expected = (evidence.get("finding") or {}).get("expected")
+    if expected == UNDECIDABLE:
+        return Verdict(f"{decided} (declared undecidable)", "finding", note)
     if expected == decided:
         return Verdict(f"{decided} (declared finding)", "finding", note)
     if expected is not None:

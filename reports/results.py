@@ -10,12 +10,15 @@ OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped", "error")  # pyt
 VERDICTS = REPRODUCES, REFUTED, INCONCLUSIVE = ("reproduces", "refuted", "inconclusive")
 # Schema versions 1 and 2 decided PASS/FAIL on one bound against the threshold: a FAIL may have
 # been refuted or inconclusive in version 3's terms, so their verdicts keep labels of their own.
+# A declared finding's "expected" for a claim whose statistic sits on its threshold in a setting:
+# its verdict is recorded but not judged (harness.findings.UNDECIDABLE).
+UNDECIDABLE = "undecidable"
 LEGACY_PASS, LEGACY_FAIL = "PASS (schema 2)", "FAIL (schema 2)"
 LEGACY_VERDICTS = {"PASS": LEGACY_PASS, "FAIL": LEGACY_FAIL}
 # Which criterion explains a verdict: the lowest rank, the first of equals.
 _HEADLINE_RANK = {REFUTED: 0, LEGACY_FAIL: 0, INCONCLUSIVE: 1}
 
-__all__ = ["INCONCLUSIVE", "LEGACY_FAIL", "LEGACY_PASS", "LEGACY_VERDICTS", "OUTCOMES", "REFUTED", "REPRODUCES",
+__all__ = ["INCONCLUSIVE", "LEGACY_FAIL", "LEGACY_PASS", "LEGACY_VERDICTS", "OUTCOMES", "REFUTED", "REPRODUCES", "UNDECIDABLE",
            "RESULTS_NAME", "SCHEMA_VERSION", "VERDICTS", "describe_criterion", "headline_criterion", "holds",
            "looks_text", "upgrade_evidence", "upgrade_record"]
 

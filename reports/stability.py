@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness import settings
-from reports.results import RESULTS_NAME
+from reports.results import RESULTS_NAME, UNDECIDABLE
+
+UNDECIDABLE_TAG = ", undecidable"
 
 DEFAULT_OFFSETS = (0, 1000, 2000, 3000)
 DEFAULT_OUT = Path("reports/out/stability")
@@ -29,12 +31,17 @@ DEFAULT_OUT = Path("reports/out/stability")
 
 def verdicts(results: Mapping) -> dict[tuple[str, str], str]:
     """``{(claim, setting): "verdict (n seeds)"}`` of a results.json document; the test outcome when
-    a claim test recorded no evidence (e.g. "error")."""
+    a claim test recorded no evidence (e.g. "error"). A claim declared undecidable in its setting
+    (harness.findings) reads "verdict (n seeds, undecidable)"."""
     out = {}
     for record in results["claims"]:
         evidence = record.get("evidence")
         key = (record.get("claim") or record["nodeid"], record.get("setting") or "-")
-        out[key] = f"{evidence['outcome']} ({evidence['n_seeds']})" if evidence else record["outcome"]
+        if evidence is None:
+            out[key] = record["outcome"]
+            continue
+        undecidable = (evidence.get("finding") or {}).get("expected") == UNDECIDABLE
+        out[key] = f"{evidence['outcome']} ({evidence['n_seeds']}{UNDECIDABLE_TAG if undecidable else ''})"
     return out
 
 
@@ -46,14 +53,15 @@ def verdict_of(cell: str) -> str:
 def compare(per_offset: Mapping[int, Mapping[tuple[str, str], str]]) -> tuple[list[tuple], list[tuple[str, str]]]:
     """Rows (claim, setting, cell per offset) and the keys whose verdict differs between offsets.
 
-    A claim missing from some seed set counts as differing.
+    A claim missing from some seed set counts as differing; one declared undecidable in its setting
+    is shown but not compared (its verdict is not expected to repeat).
     """
     keys = sorted({key for table in per_offset.values() for key in table})
     rows, unstable = [], []
     for key in keys:
         cells = [table.get(key, "missing") for table in per_offset.values()]
         rows.append((*key, *cells))
-        if len({verdict_of(c) for c in cells}) > 1:
+        if len({verdict_of(c) for c in cells}) > 1 and not any(UNDECIDABLE_TAG in c for c in cells):
             unstable.append(key)
     return rows, unstable
 
@@ -98,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"UNSTABLE: {len(unstable)} of {len(rows)} claim verdicts differ between seed sets: "
               + ", ".join(f"{c} {s}" for c, s in unstable))
         return 1
-    print(f"stable: all {len(rows)} claim verdicts are identical on {len(offsets)} disjoint seed sets")
+    undecidable = sum(any(UNDECIDABLE_TAG in cell for cell in row[2:]) for row in rows)
+    print(f"stable: {len(rows) - undecidable} claim verdicts are identical on {len(offsets)} disjoint seed sets; "
+          f"{undecidable} declared undecidable (shown, not compared)")
     return 0
 
 

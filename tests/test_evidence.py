@@ -11,6 +11,7 @@ from harness.evidence import (
     Criterion,
     Evidence,
     bootstrap_criterion,
+    fraction_criterion,
     mean_criterion,
     pairwise_criterion,
     seeds_text,
@@ -121,3 +122,14 @@ def test_evidence_validation():
 def test_seeds_text():
     assert seeds_text([1000, 1001, 1002]) == "1000-1002"
     assert seeds_text([0, 2, 5]) == "0, 2, 5"
+
+
+def test_a_fraction_of_all_draws_is_bounded_by_the_draws_not_the_seeds():
+    # 5 seeds scoring 8 of 8: no spread for the bootstrap; 40 of 40 draws vouch for >= 0.896 at 98.75%.
+    c = fraction_criterion("f", [8] * 5, [8] * 5, 0.95, ">=", level=0.9875)
+    assert c.estimate == 1.0 and c.ci[0] == pytest.approx(0.0125 ** (1 / 40)) and c.outcome == INCONCLUSIVE
+    assert fraction_criterion("f", [8] * 20, [8] * 20, 0.95, ">=", level=0.9875).outcome == REPRODUCES
+    spread = fraction_criterion("f", [8, 4, 8, 6, 7], [8] * 5, 0.95, ">=", level=0.95)
+    assert spread.ci[0] <= mean_criterion("m", np.array([8, 4, 8, 6, 7]) / 8, 0.95, ">=", level=0.95).ci[0]
+    with pytest.raises(ValueError, match=r"must be per-seed counts"):
+        fraction_criterion("f", [9], [8], 0.95, ">=", level=0.95)

@@ -23,7 +23,8 @@ from harness import findings
 from harness.evidence import Criterion, Evidence
 
 # A made-up claim whose interval is [n, n + 8] on n seeds: for ">= 8", inconclusive below 8 seeds.
-findings.FINDINGS = findings.FINDINGS + (findings.Finding("Z3", "digits-mlp", "declared for the test"),)
+findings.FINDINGS = findings.FINDINGS + (findings.Finding("Z3", "digits-mlp", "declared for the test"),
+                                         findings.Finding("Z7", "digits-mlp", "undecidable for the test", "undecidable"))
 
 
 def made_up(claim, setting, runs, level, threshold=2, direction=">="):
@@ -57,6 +58,11 @@ def test_z4_refuted(decide_claim):
 @pytest.mark.claim(id="Z5", source="made up")
 def test_z5_inconclusive_at_the_cap(decide_claim):
     decide_claim("digits-mlp", lambda runs, level: made_up("Z5", "digits-mlp", runs, level, threshold=8))
+
+
+@pytest.mark.claim(id="Z7", source="made up")
+def test_z7_undecidable(decide_claim):
+    decide_claim("digits-mlp", lambda runs, level: made_up("Z7", "digits-mlp", runs, level))
 
 
 @pytest.mark.claim(id="Z6", source="made up")
@@ -111,7 +117,7 @@ def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester,
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     report = tmp_path / "report"
     first = session("-k", "z1 and digits", "--seeds", "4", "--seed-offset", "3", f"--report-dir={report}")
-    first.assert_outcomes(passed=1, deselected=13)
+    first.assert_outcomes(passed=1, deselected=14)
     first.stdout.fnmatch_lines(["ensemble-claims: device=cpu (auto; no CUDA), seeds=4 from 3, torch *",
                                 "ensemble-claims: runs-dir=*runs, data-root=*",
                                 "[[]train[]] digits-mlp seed=3: 16 epochs in *s on cpu, test acc 0.*",
@@ -122,19 +128,20 @@ def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester,
     assert record["outcome"] == "passed" and record["evidence"]["outcome"] == "reproduces"
     assert record["evidence"]["marker"] == {"id": "Z1", "source": "made up"} and record["evidence"]["finding"] is None
     second = session("-k", "z1 and digits", "--seeds", "4", "--seed-offset", "3")
-    second.assert_outcomes(passed=1, deselected=13)
+    second.assert_outcomes(passed=1, deselected=14)
     assert "[train]" not in second.stdout.str()  # served from the store
 
 
 def test_decisions_grow_seeds_and_are_judged_against_the_findings(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     report = tmp_path / "report"
-    result = session("-k", "z2 or z3 or z4 or z6", f"--report-dir={report}", "--junitxml", str(tmp_path / "j.xml"))
-    result.assert_outcomes(passed=1, failed=3, xfailed=1, deselected=9)
+    result = session("-k", "z2 or z3 or z4 or z6 or z7", f"--report-dir={report}", "--junitxml",
+                     str(tmp_path / "j.xml"))
+    result.assert_outcomes(passed=1, failed=3, xfailed=2, deselected=9)
     result.stdout.fnmatch_lines([
         "[[]decide[]] Z2 digits-mlp: inconclusive on 5 seeds (runs: 5 [[]5, 13[]] >= 8 *); deciding again on more seeds",
         "*declared finding now reproduces: remove (Z3, digits-mlp) from harness/findings.py*",
-        "Z4 refuted on digits-mlp over 5 seeds (0-4; looks 5; cap 100)",
+        f"Z4 refuted on digits-mlp over 5 seeds (0-4; looks 5; cap {settings.get('digits-mlp').max_seeds})",
         "*ValueError: the evidence decides claim 'Z1' but the test is marked claim(id='Z6')*",
     ])
     assert "record_property is incompatible" not in result.stdout.str()
@@ -143,6 +150,9 @@ def test_decisions_grow_seeds_and_are_judged_against_the_findings(session, pytes
     declared = records["test_z3_declared[<]"]
     assert declared["outcome"] == "xfailed" and declared["evidence"]["finding"]["why"] == "declared for the test"
     assert "declared finding, refuted on 5 seeds: runs: 5 [5, 13] < 2" in declared["skip_reason"]
+    undecidable = records["test_z7_undecidable"]  # reproduces, but its verdict is not judged
+    assert undecidable["outcome"] == "xfailed" and undecidable["evidence"]["outcome"] == "reproduces"
+    assert undecidable["skip_reason"].startswith("declared undecidable here, reproduces on 5 seeds: runs: 5 [5, 13] >= 2")
     xml = (tmp_path / "j.xml").read_text()
     assert '<property name="verdict" value="refuted" />' in xml and '<property name="verdict" value="reproduces" />' in xml
 
@@ -150,7 +160,7 @@ def test_decisions_grow_seeds_and_are_judged_against_the_findings(session, pytes
 def test_inconclusive_at_the_cap_fails_with_the_numbers(session, pytester):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     result = session("-k", "z5", "--seeds", "4")
-    result.assert_outcomes(failed=1, deselected=13)
+    result.assert_outcomes(failed=1, deselected=14)
     result.stdout.fnmatch_lines(["Z5 inconclusive on digits-mlp over 4 seeds (0-3; looks 4; cap 4)",
                                  "  inconclusive  runs: 4 [[]4, 12[]] >= 8 (95.00% one-sided bounds)"])
 
@@ -158,7 +168,7 @@ def test_inconclusive_at_the_cap_fails_with_the_numbers(session, pytester):
 def test_cifar_setting_skips_naming_the_folder_tried(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     result = session("-m", "gpu", "-k", "cifar10-smallcnn", "--device", "cpu", f"--data-root={tmp_path}")
-    result.assert_outcomes(skipped=1, deselected=13)
+    result.assert_outcomes(skipped=1, deselected=14)
     result.stdout.fnmatch_lines([f"*no cifar10 data in {tmp_path}/cifar-10-batches-py*--data-root*"])
 
 

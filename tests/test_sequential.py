@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from harness.evidence import INCONCLUSIVE, REFUTED, REPRODUCES, Evidence, mean_criterion
-from harness.sequential import SeedSchedule, decide_sequentially
+from harness.sequential import SeedSchedule, decide_sequentially, rivals
 
 
 def test_looks_double_to_the_cap_and_split_the_level():
@@ -60,3 +60,11 @@ def test_evidence_must_use_the_seeds_asked_for():
     values = np.ones(10)
     with pytest.raises(ValueError, match=r"evidence_at\(5, ...\) decided on 4 seeds"):
         decide_sequentially(lambda n, level: decision_on(values)(n - 1, level), SeedSchedule(5, 10))
+
+
+def test_rivals_are_a_fixed_number_of_following_runs():
+    assert rivals(0, 40, 4) == [1, 2, 3, 4]
+    assert rivals(38, 40, 4) == [39, 0, 1, 2]
+    assert rivals(1, 3, 4) == [2, 0]  # all the others when there are fewer
+    with pytest.raises(ValueError, match=r"rivals\(5, 5, 4\) is invalid"):
+        rivals(5, 5, 4)

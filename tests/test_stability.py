@@ -1,11 +1,14 @@
 import pytest
 
+from harness import settings
 from reports import stability
 
 
-def results(*records):
+def results(*records, undecidable=()):
     return {"claims": [{"nodeid": f"claims/x.py::t[{s}]", "claim": c, "setting": s, "outcome": outcome,
-                        "evidence": None if verdict is None else {"outcome": verdict, "n_seeds": n}}
+                        "evidence": None if verdict is None else {
+                            "outcome": verdict, "n_seeds": n,
+                            "finding": {"expected": "undecidable", "why": "x"} if (c, s) in undecidable else None}}
                        for c, s, verdict, n, outcome in records]}
 
 
@@ -29,7 +32,17 @@ def test_a_claim_missing_from_one_seed_set_is_unstable():
     assert unstable == [("T1", "s")]
 
 
-@pytest.mark.parametrize("offsets", [["0"], ["0", "50"]])
+SPACING = max(settings.get(name).max_seeds for name in settings.names("smoke"))
+
+
+@pytest.mark.parametrize("offsets", [["0"], ["0", str(SPACING - 1)]])
 def test_offsets_must_be_disjoint_seed_sets(offsets, capsys):
-    assert stability.main(["--offsets", *offsets]) == 2
-    assert "at least 100 apart" in capsys.readouterr().err
+    assert stability.main(["--offsets", *offsets]) == 2  # refused before any pytest run
+    assert f"at least {SPACING} apart" in capsys.readouterr().err
+
+
+def test_a_claim_declared_undecidable_is_shown_but_not_compared():
+    a = stability.verdicts(results(("S2", "s", "inconclusive", 40, "xfailed"), undecidable={("S2", "s")}))
+    b = stability.verdicts(results(("S2", "s", "refuted", 20, "xfailed"), undecidable={("S2", "s")}))
+    rows, unstable = stability.compare({0: a, 1000: b})
+    assert rows == [("S2", "s", "inconclusive (40, undecidable)", "refuted (20, undecidable)")] and unstable == []
