@@ -20,9 +20,8 @@ S2  At equal accuracy, no subspace sampler reaches the diversity of independent 
     fall on a lower curve). Decision, per sampler: among samples whose test accuracy is within
     S2_ACCURACY_BAND of the independent runs' mean accuracy, the mean normalised diversity against
     the final predictions of the run they were drawn around, divided by the independent runs' mean
-    normalised diversity over pairs, has an
-    upper 95% bootstrap-over-seeds bound <= 0.7. "Equal accuracy" needs samples near the
-    reference: the plane draws (PLANE_SCALES, from the reference down to chance, as the figure)
+    normalised diversity over pairs, has an upper bootstrap-over-seeds bound (at the sequential
+    decision's level) <= 0.7. "Equal accuracy" needs samples near the reference: the plane draws (PLANE_SCALES, from the reference down to chance, as the figure)
     put few there, so each run also gets draws at BAND_SCALES, which spread over the band; both
     count when they fall in it. The diversity-accuracy points of every sampler and of the
     independent runs, and the two model curves of the official code, are saved for the figure.
