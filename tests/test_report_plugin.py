@@ -187,7 +187,7 @@ EXPECTED = {
         ("Z9", "[Z]", "digits-mlp", "failed", None, "AssertionError: Z9 refuted on digits-mlp"), "refuted", []),
     "test_claims.py::test_z9[synthetic16-cnn]": (
         ("Z9", "[Z]", "synthetic16-cnn", "failed", None,
-         "Failed: declared finding now reproduces: Z9 on synthetic16-cnn"), "reproduces", []),
+         "declared finding now reproduces: Z9 on synthetic16-cnn"), "reproduces", []),
 }
 
 

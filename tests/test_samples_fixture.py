@@ -13,6 +13,7 @@ import torch
 
 from fixtures.samples import ENSEMBLE_SAMPLES, PLANE_SAMPLES, n_samples, sample_generator
 from harness import settings
+from harness.stats import MIN_SEEDS
 from harness.subspace import SAMPLERS
 from harness.training import Run
 
@@ -95,12 +96,12 @@ FIRST = {}
 
 def test_first_call_computes_every_sampler(trained_runs, sample_predictions):
     runs = trained_runs(SETTING)
-    assert [r.seed for r in runs] == [0, 1]
+    assert [r.seed for r in runs] == [0, 1, 2, 3]
     out = sample_predictions(SETTING, runs, subspace.ENSEMBLE_SCALES, 2)
     assert tuple(out) == subspace.SAMPLERS
     n_test = runs[0].eval_labels.shape[0]
     for sampler, per_run in out.items():
-        assert len(per_run) == 2, sampler
+        assert len(per_run) == 4, sampler
         for probs in per_run:
             assert probs.shape == (2, n_test, 10) and probs.dtype == torch.float32, sampler
             torch.testing.assert_close(probs.sum(-1), torch.ones(2, n_test), rtol=0, atol=1e-5)
@@ -137,11 +138,11 @@ def session(pytester, tmp_path, monkeypatch):
 
 def test_sample_predictions_computes_once_and_stores_the_samples(session, pytester, tmp_path):
     pytester.makepyfile(test_samples=SESSION_TESTS)
-    result = session("--seeds", "2", "--device", "cpu")
+    result = session("--seeds", str(MIN_SEEDS), "--device", "cpu")
     result.assert_outcomes(passed=2)
 
     key = settings.get(SMOKE).cache_key()
-    for seed in (0, 1):
+    for seed in range(MIN_SEEDS):
         folder = tmp_path / "runs" / key / "derived" / f"seed={seed}"
         names = sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
         assert [name.rsplit("-", 1)[0] for name in names] == sorted(f"samples-{s}" for s in SAMPLERS), names
