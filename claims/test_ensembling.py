@@ -75,8 +75,10 @@ N1_GAIN_MIN = 0.0
 N1_LAST_OVER_FIRST_GAIN_MAX = 0.25
 # The report's accuracy-vs-size curve reaches [WB]'s largest ensemble.
 FIGURE_MAX_RUNS = 10
+# Ranges of the criteria's statistics, to which their intervals are clipped (not thresholds): a
+# difference of two accuracies lies in [-1, 1]; the Brier score of one example lies in [0, 2].
 ACCURACY_DIFFERENCE = (-1.0, 1.0)
-BRIER_DIFFERENCE = (-2.0, 2.0)  # the Brier score of one example lies in [0, 2]
+BRIER_DIFFERENCE = (-2.0, 2.0)
 
 SOURCES = {
     "N2": "[Fort] Sec. 5: ensembling independent runs gives the largest gain, beyond WA and subspace ensembles",
@@ -98,10 +100,15 @@ def ensemble_size(setting: str) -> int:
 
 
 def _mean_over_parts(probs: torch.Tensor, labels: torch.Tensor, subsets: np.ndarray, size: int) -> dict:
-    """Per K-subset, the mean over its ``size``-sub-subsets of their ensembles' metrics: {metric: (M,)}."""
-    parts = [subset_metrics(probs, labels, subsets[:, list(cols)])
-             for cols in itertools.combinations(range(subsets.shape[1]), size)]
-    return {key: torch.stack([p[key] for p in parts]).mean(0).numpy() for key in parts[0]}
+    """Per K-subset, the mean over its ``size``-sub-subsets of their ensembles' metrics: {metric: (M,)}.
+
+    Sub-subsets shared by many K-subsets (every single run, every pair) are evaluated once.
+    """
+    parts = np.stack([subsets[:, list(cols)] for cols in itertools.combinations(range(subsets.shape[1]), size)])
+    unique, inverse = np.unique(parts.reshape(-1, size), axis=0, return_inverse=True)
+    metrics = subset_metrics(probs, labels, unique)
+    index = torch.from_numpy(inverse.reshape(parts.shape[:2]))  # (parts per subset, M)
+    return {key: values[index].mean(0).numpy() for key, values in metrics.items()}
 
 
 def subset_curve_ends(probs: torch.Tensor, labels: torch.Tensor, subsets: np.ndarray) -> dict[int, dict]:

@@ -86,7 +86,7 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
     se = float(_jackknife_se(statistic, everything)[0])
     if not np.isfinite(estimate) or not np.isfinite(se):
         raise ValueError(f"the statistic or its jackknife error is undefined on the seeds: {estimate}, {se}")
-    if se <= ROUNDING * max(1.0, abs(estimate)):  # every seed gives the same value: no spread to bootstrap
+    if negligible(se, estimate):  # every seed gives the same value: no spread to bootstrap
         return estimate, estimate
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
@@ -101,10 +101,15 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
     # at 1.0 do) has no error of its own; its pivot falls back to the estimate's error (the
     # percentile pivot) instead of an infinite one, which would make the bounds infinite whenever
     # one seed differs from otherwise identical ones.
-    pivot = diff / np.where(resample_se > ROUNDING * max(1.0, abs(estimate)), resample_se, se)
+    pivot = diff / np.where(negligible(resample_se, estimate), se, resample_se)
     q_low, q_high = np.quantile(pivot, [1 - level, level])
     # A skewed pivot can put both quantiles on one side of 0; a bound never excludes the estimate.
     return min(estimate, estimate - q_high * se), max(estimate, estimate - q_low * se)
+
+
+def negligible(spread: float | np.ndarray, value: float) -> bool | np.ndarray:
+    """Whether ``spread`` is rounding beside ``value`` (at most ROUNDING relative, or absolute below 1)."""
+    return spread <= ROUNDING * max(1.0, abs(value))
 
 
 def _check_level(level: float) -> None:
@@ -296,7 +301,7 @@ def subset_mean_interval(values: np.ndarray, subsets: np.ndarray, n_seeds: int,
         raise ValueError("every subset holds some seed: too few subsets for a delete-one-seed jackknife")
     pseudo = (values[:, None] * ~contains).sum(axis=0) / kept
     se = float(np.sqrt((n_seeds - 1) / n_seeds * ((pseudo - pseudo.mean()) ** 2).sum()))
-    if se <= ROUNDING * max(1.0, abs(estimate)):
+    if negligible(se, estimate):
         return estimate, (estimate, estimate)
     half = float(scipy.stats.t.ppf(level, n_seeds - 1)) * se
     return estimate, (estimate - half, estimate + half)

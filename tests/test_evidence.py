@@ -66,7 +66,7 @@ def test_constructors_compute_the_interval_at_their_level():
     x = np.random.default_rng(0).normal(0.3, 0.1, 8)
     loose = mean_criterion("m", x, 0.0, ">=", level=0.9)
     tight = mean_criterion("m", x, 0.0, ">=", level=0.99)
-    assert loose.level == 0.9 and tight.level == 0.99
+    assert loose.level == 0.9 and tight.level == 0.99  # stored as given, not computed
     assert tight.ci[0] < loose.ci[0] <= x.mean() <= loose.ci[1] < tight.ci[1]
     m = np.random.default_rng(1).normal(size=(6, 6))
     pair = pairwise_criterion("p", m + m.T, 0.0, ">=", level=0.95)
@@ -108,6 +108,7 @@ def test_evidence_explain_and_record():
     record = ev.to_dict()
     assert record["outcome"] == REFUTED and record["n_seeds"] == 10 and record["looks"] == (5, 10)
     assert [c["outcome"] for c in record["criteria"]] == [REPRODUCES, REFUTED]
+    # Stored as given (clipping to unbounded limits leaves them), not computed: exact.
     assert record["criteria"][0]["ci"] == (0.6, 0.9) and record["criteria"][0]["level"] == 0.95
 
 
