@@ -25,7 +25,7 @@ N1  Accuracy rises with ensemble size with diminishing returns, then plateaus; B
 N2  An ensemble of independent runs beats weight averaging and subspace ensembles of one run
     ([Fort] Sec. 5: ensembling gives the largest gain). Decision: the K-run ensemble's accuracy
     minus the mean accuracy of its members' comparators is > 0, and its Brier score minus theirs
-    is < 0, for each comparator: the run itself, its weight average (WA, of its late checkpoints),
+    is < 0, for each comparator: the run itself, its weight average (WA, of its subspace window),
     and each sampler's subspace ensemble (the mean of a run's samples at ensemble scales): twelve
     criteria. The first comparator is ours, not the catalog's: without it, an "ensemble" of copies
     of one run reproduces wherever WA and subspace ensembles are worse than a single run (they are

@@ -98,13 +98,22 @@ _ENTRIES = (
         "decided in prediction space (disagreement, total variation), not on t-SNE coordinates; the joint t-SNE "
         "of the first 5 runs is for the figure only; means with intervals, not 'every pair'"),
     ClaimInfo(
+        "W1", "the subspace window is flat",
+        "The Gaussians and the weight average are fitted in a flat, converged tail of the run, after the last "
+        "learning-rate halving (the precondition of S1, S2, N2 and N3).",
+        "[Fort] official code", "checkpoints of epochs 30-39 of 40, at the last learning rate",
+        "test accuracy of the last minus the first window snapshot within +- one binomial standard error of the "
+        "final accuracy (mean over seeds, both bounds); weight average minus final run >= - that error (lower bound)",
+        "a protocol check, not a claim of the paper; smoke windows take 3 snapshots per epoch over the last 4 "
+        "epochs (official: 10 epoch ends)"),
+    ClaimInfo(
         "S1", "subspace samples stay in their mode",
         "Subspace samples (random direction, dropout, diagonal and low-rank Gaussian) stay within the mode of "
         "their own solution.",
         "[Fort] Fig. 4", "the clouds stay next to their own end point",
         "per sampler at ensemble scales: >= 95% of samples closer in function space to their own centre than to "
         "any other independent solution (mean over seeds, lower bound)",
-        "scales relative to |theta*| (random) or to the late checkpoints' spread (Gaussians), not the official "
+        "scales relative to |theta*| (random) or to the window snapshots' spread (Gaussians), not the official "
         "absolute radii; 8 samples per run in the smoke tier (official: 30)"),
     ClaimInfo(
         "S2", "subspace diversity below independent runs",

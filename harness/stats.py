@@ -112,6 +112,19 @@ def negligible(spread: float | np.ndarray, value: float) -> bool | np.ndarray:
     return spread <= ROUNDING * max(1.0, abs(value))
 
 
+def accuracy_standard_error(accuracy: float, n_examples: int) -> float:
+    """Binomial standard error of an accuracy measured on ``n_examples`` examples, sqrt(p (1 - p) / n).
+
+    The test-set noise of one accuracy: differences below it are not resolved by the test set
+    (e.g. 0.79 points at 96.5% on digits' 540 test images, 0.46 at 70% on 10,000).
+    """
+    if isinstance(n_examples, bool) or not isinstance(n_examples, (int, np.integer)) or n_examples < 1:
+        raise ValueError(f"n_examples={n_examples!r} is invalid: expected an int >= 1")
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy={accuracy!r} is invalid: expected a fraction in [0, 1]")
+    return math.sqrt(accuracy * (1.0 - accuracy) / n_examples)
+
+
 def _check_level(level: float) -> None:
     if not 0.5 < level < 1:
         raise ValueError(f"level={level} is invalid: expected a one-sided level in (0.5, 1)")

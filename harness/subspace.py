@@ -16,15 +16,17 @@ random_direction_samples  theta* + r |theta*| v, v uniform on the unit         f
                           sphere, r ~ scale U(0, 1)
 dropout_samples           theta* * m / (1 - p), m ~ Bernoulli(1 - p)         final weights theta*
                           per coordinate, p ~ scale U(0, 1)
-diagonal_gaussian_samples mean + s sigma * eps, s = scale (or scale U(0,1))  late checkpoints
-low_rank_gaussian_samples mean + s sum_k sqrt(lambda_k) z_k u_k, rank 5      late checkpoints
-weight_average            mean of the late checkpoints                       late checkpoints
+diagonal_gaussian_samples mean + s sigma * eps, s = scale (or scale U(0,1))  window snapshots
+low_rank_gaussian_samples mean + s sum_k sqrt(lambda_k) z_k u_k, rank 5      window snapshots
+weight_average            mean of the window snapshots                       window snapshots
 ========================= ================================================== =====================
 
 Official constants ([Fort] code) beside ours. The official random-direction radius t is absolute
 (t = 10 U(0,1) for ensembles, 70 U(0,1) for the diversity plane), which means nothing for another
-model; ours is relative to |theta*|. The official Gaussians use the spread of epochs 30-39 of 40;
-ours use the last quarter of a run's saved epochs (:func:`late_checkpoints`). The official PCA
+model; ours is relative to |theta*|. The official Gaussians use the spread of epochs 30-39 of 40,
+after the last learning-rate halving; ours use the recipe's subspace window
+(:class:`harness.settings.Window`, :func:`window_snapshots`), which is such a constant-rate tail
+of at least 10 snapshots. The official PCA
 keeps rank 5 (the paper's legend says 4). Our constants, :data:`ENSEMBLE_SCALES` and
 :data:`PLANE_SCALES`, are documented there with the measurements that chose them.
 """
@@ -51,13 +53,13 @@ __all__ = [
     "diagonal_gaussian_samples",
     "dropout_samples",
     "flatten",
-    "late_checkpoints",
     "low_rank_gaussian_samples",
     "predict_states",
     "random_direction_samples",
     "sample",
     "unflatten",
     "weight_average",
+    "window_snapshots",
 ]
 
 PCA_RANK = 5  # official code: rank 5; [Fort] Fig. 5's legend says "PCA rank 4"
@@ -158,18 +160,17 @@ def unflatten(flat: torch.Tensor, template: Mapping[str, torch.Tensor]) -> dict[
     return out
 
 
-def late_checkpoints(run: Run) -> torch.Tensor:
-    """The last quarter of a run's saved epochs (at least two) as flat vectors, shape (K, D).
+def window_snapshots(run: Run) -> torch.Tensor:
+    """The run's subspace-window snapshots as flat vectors, shape (K, D), float32.
 
-    The official code fits its Gaussians to epochs 30-39 of 40; epoch 0 (the initialisation) never
-    counts.
+    The recipe's :class:`harness.settings.Window`: a constant-learning-rate tail after the last
+    halving, as the official code's epochs 30-39 of 40.
     """
-    trained = [e for e in run.epochs if e > 0]
-    if len(trained) < 2:
-        raise ValueError(f"run seed={run.seed} keeps {len(trained)} trained epoch(s) {run.epochs}: the "
-                         "Gaussian samplers need at least 2 checkpoints")
-    k = max(2, math.ceil(len(trained) / 4))
-    return torch.stack([flatten(run.weights[e]) for e in trained[-k:]])
+    if run.window.shape[0] < 2:
+        raise ValueError(f"run seed={run.seed} keeps {run.window.shape[0]} window snapshot(s): its recipe "
+                         "names no subspace window (Recipe(window=Window(...))), which the Gaussian samplers "
+                         "and the weight average need")
+    return run.window
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def diagonal_gaussian_samples(checkpoints: torch.Tensor, n: int, scale: float, g
     Parameters
     ----------
     checkpoints : torch.Tensor, shape (K, D), K >= 2
-        E.g. :func:`late_checkpoints`; sigma is the unbiased standard deviation over K.
+        E.g. :func:`window_snapshots`; sigma is the unbiased standard deviation over K.
     n : int
     scale : float >= 0
     generator : torch.Generator
@@ -320,7 +321,7 @@ def sample(sampler: str, run: Run, n: int, scales: Scales, generator: torch.Gene
     """``n`` samples of one named sampler around ``run`` at ``scales``, shape (n, D), float32.
 
     "random" and "dropout" centre on the final weights, "diag" and "pca" on
-    :func:`late_checkpoints`.
+    :func:`window_snapshots`.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is invalid: expected one of {SAMPLERS}")
@@ -329,8 +330,8 @@ def sample(sampler: str, run: Run, n: int, scales: Scales, generator: torch.Gene
     if sampler == "dropout":
         return dropout_samples(flatten(run.weights[run.epochs[-1]]), n, scales.dropout, generator)
     if sampler == "diag":
-        return diagonal_gaussian_samples(late_checkpoints(run), n, scales.diag, generator, scales.gaussian_spread)
-    return low_rank_gaussian_samples(late_checkpoints(run), n, scales.pca, generator, scales.gaussian_spread)
+        return diagonal_gaussian_samples(window_snapshots(run), n, scales.diag, generator, scales.gaussian_spread)
+    return low_rank_gaussian_samples(window_snapshots(run), n, scales.pca, generator, scales.gaussian_spread)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Train one run of a setting and return its trajectory.
 
 A :class:`Run` holds, for one seed, the weights at the recipe's saved epochs (epoch 0 is the
-initialisation), the softmax probabilities on the evaluation split after every epoch, the
-per-epoch training loss and accuracy, and timings. :func:`train` is the only producer; the run
+initialisation), the flat weights of its subspace-window snapshots, the softmax probabilities on
+the evaluation split after every epoch, the per-epoch training loss and accuracy, and timings. :func:`train` is the only producer; the run
 store (``harness.store``) persists and reloads runs bit for bit.
 """
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from harness import data as data_lib
 from harness.data import Data
+from harness.metrics import weight_vector
 from harness.models import build
 from harness.settings import Setting
 
@@ -43,6 +44,10 @@ class Run:
     eval_probs : torch.Tensor, shape (E + 1, N, C), float32
         Softmax outputs on the evaluation split after each epoch 0..E, in eval mode.
     eval_labels : torch.Tensor, shape (N,), int64
+    window : torch.Tensor, shape (K, D), float32
+        The recipe's subspace-window snapshots (:class:`harness.settings.Window`), in training
+        order, as flat parameters (``harness.metrics.weight_vector(state, "all")``: buffers such
+        as BatchNorm statistics are not kept); K = 0 when the recipe has no window.
     train_loss, train_acc : torch.Tensor, shape (E,), float64
         Mean training loss and accuracy over each epoch's batches (train mode).
     meta : dict
@@ -56,6 +61,7 @@ class Run:
     weights: dict[int, dict[str, torch.Tensor]]
     eval_probs: torch.Tensor
     eval_labels: torch.Tensor
+    window: torch.Tensor
     train_loss: torch.Tensor
     train_acc: torch.Tensor
     meta: dict = field(default_factory=dict)
@@ -160,24 +166,28 @@ def train(
         n = len(data.train)
         batch_sizes = torch.tensor([min(recipe.batch_size, n - s) for s in range(0, n, recipe.batch_size)],
                                    dtype=torch.float64, device=device)
+        window_steps = () if recipe.window is None else recipe.window.steps(len(batch_sizes))
+        window = []
         last_line = time.perf_counter()
         for epoch in range(1, recipe.epochs + 1):
             # ---- learning-rate schedule: halve every `lr_halving_every` epochs (official) ----
-            halvings = 0 if recipe.lr_halving_every is None else (epoch - 1) // recipe.lr_halving_every
             for group in optimizer.param_groups:
-                group["lr"] = recipe.lr * 0.5**halvings
+                group["lr"] = recipe.lr_at(epoch)
+            snapshot_steps = window_steps if epoch in recipe.window_epochs else ()
 
             # ---- one epoch over a fresh permutation; the data already lives on the device ----
             model.train()
             perm = torch.randperm(n, generator=order).to(device)
             step_loss, step_logits = [], []
-            for start in range(0, n, recipe.batch_size):
+            for step, start in enumerate(range(0, n, recipe.batch_size), start=1):
                 idx = perm[start:start + recipe.batch_size]
                 logits = model(data.train.x[idx])
                 loss = F.cross_entropy(logits, data.train.y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if step in snapshot_steps:
+                    window.append(weight_vector(model, "all").float().cpu())
                 # Keep references only: one reduction per epoch instead of small ops (and host
                 # syncs) every step. A NaN persists to the epoch's mean, so it is still caught.
                 step_loss.append(loss.detach())
@@ -185,7 +195,7 @@ def train(
             mean_loss = (torch.stack(step_loss).double() * batch_sizes).sum().item() / n
             if not math.isfinite(mean_loss):
                 raise DivergedError(f"{setting.name} seed={seed}: training loss is {mean_loss} in epoch {epoch} "
-                                    f"(lr {recipe.lr * 0.5**halvings:g}); the run is discarded")
+                                    f"(lr {recipe.lr_at(epoch):g}); the run is discarded")
             correct = (torch.cat(step_logits).argmax(1) == data.train.y[perm]).sum().item()
             train_loss.append(mean_loss)
             train_acc.append(correct / n)
@@ -206,6 +216,7 @@ def train(
     run = Run(
         setting_key=setting.cache_key(), seed=seed, init_seed=init_seed, data_seed=data_seed,
         weights=weights, eval_probs=torch.stack(probs), eval_labels=data.test.y.cpu(),
+        window=torch.stack(window) if window else torch.empty(0, weight_vector(model, "all").numel()),
         train_loss=torch.tensor(train_loss, dtype=torch.float64),
         train_acc=torch.tensor(train_acc, dtype=torch.float64),
         meta={"setting": setting.name, "device": str(device), "torch_threads": torch.get_num_threads(),

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from harness import settings
-from harness.settings import DatasetSpec, ModelSpec, Recipe, Setting
+from harness.settings import MIN_WINDOW_SNAPSHOTS, DatasetSpec, ModelSpec, Recipe, Setting, Window
 
 
 def test_registry_has_the_tiers_the_issue_names():
@@ -42,6 +42,12 @@ def test_unknown_tier_is_rejected():
     (lambda: Recipe(epochs=3, lr_halving_every=0), r"Recipe.lr_halving_every=0"),
     (lambda: Recipe(epochs=3, weight_epochs=(0, 5)), r"Recipe.weight_epochs=\(0, 5\) .* epochs in 0..3"),
     (lambda: Recipe(epochs=3, weight_epochs=(2, 1)), r"sorted tuple of distinct epochs"),
+    (lambda: Window(epochs=2, per_epoch=4), r"Window.epochs x per_epoch=8 is invalid: expected at least 10 snapshots"),
+    (lambda: Window(epochs=0), r"Window.epochs=0 is invalid"),
+    (lambda: Recipe(epochs=8, window=Window(epochs=10)), r"Recipe.window=.* at most the recipe's 8 epochs"),
+    (lambda: Recipe(epochs=16, lr_halving_every=4, window=Window(epochs=5, per_epoch=2)),
+     r"epochs after the last halving \(epoch 16 trains at lr x 0.5\^3, epoch 12 at lr x 0.5\^2\)"),
+    (lambda: Recipe(epochs=12, window=(4, 3)), r"Recipe.window=\(4, 3\) is invalid: expected a Window or None"),
     (lambda: settings.get("digits-mlp").replace(tier="nightly"), r"Setting.tier='nightly'"),
     (lambda: settings.get("digits-mlp").replace(n_seeds=1), r"Setting.n_seeds=1 is invalid: expected an int >= 4"),
 ])
@@ -61,11 +67,35 @@ def test_saved_epochs():
     assert Recipe(epochs=40, weight_epochs=(0, 30, 40)).saved_epochs == (0, 30, 40)
 
 
+def test_window_epochs_and_learning_rates():
+    recipe = Recipe(epochs=40, window=Window(epochs=10))  # the official recipe and window
+    assert recipe.window_epochs == tuple(range(31, 41))
+    assert [recipe.lr_at(e) for e in (1, 10, 11, 31, 40)] == [1.6e-3, 1.6e-3, 8e-4, 2e-4, 2e-4]
+    assert Recipe(epochs=12, lr_halving_every=None, window=Window(epochs=12)).window_epochs == tuple(range(1, 13))
+    assert Recipe(epochs=3).window_epochs == ()
+
+
+def test_window_steps_spread_through_the_epoch_and_end_with_it():
+    assert Window(epochs=4, per_epoch=3).steps(20) == (7, 14, 20)
+    assert Window(epochs=10).steps(391) == (391,)
+    assert Window(epochs=1, per_epoch=10).steps(10) == tuple(range(1, 11))
+    with pytest.raises(ValueError, match=r"Window.per_epoch=12 is invalid: expected at most the 5 optimisation steps"):
+        Window(epochs=1, per_epoch=12).steps(5)
+
+
+@pytest.mark.parametrize("name", settings.names())
+def test_every_registered_recipe_names_a_window_after_its_last_halving(name):
+    recipe = settings.get(name).recipe
+    assert recipe.window is not None and recipe.window.snapshots >= MIN_WINDOW_SNAPSHOTS
+    assert len({recipe.lr_at(e) for e in recipe.window_epochs}) == 1
+    assert recipe.lr_at(recipe.window_epochs[0]) == recipe.lr_at(recipe.epochs) < recipe.lr  # after a halving
+
+
 def test_cache_key_is_stable_across_processes_and_versions():
     # A golden value: if this changes, every cached run is orphaned. Change it only together with
     # STORE_VERSION or a deliberate change of what a run means.
     s = Setting("x", "smoke", DatasetSpec("digits", 8, n_val=200), ModelSpec("mlp", (64, 64)), Recipe(epochs=16))
-    assert s.cache_key() == "5cc2690c56934cc7"
+    assert s.cache_key() == "b5096aa28fc0bc5f"
 
 
 def test_cache_key_ignores_name_tier_seeds_and_tracks_the_spec():

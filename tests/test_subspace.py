@@ -11,12 +11,12 @@ from harness.subspace import (
     diagonal_gaussian_samples,
     dropout_samples,
     flatten,
-    late_checkpoints,
     low_rank_gaussian_samples,
     predict_states,
     random_direction_samples,
     unflatten,
     weight_average,
+    window_snapshots,
 )
 
 
@@ -106,13 +106,23 @@ def test_validation_messages():
 def test_predict_states_equals_run_predictions(tmp_path):
     from harness import data as data_lib
 
-    setting = settings.get("digits-mlp").replace(recipe=settings.Recipe(epochs=2, batch_size=64))
+    window = settings.Window(epochs=1, per_epoch=10)
+    setting = settings.get("digits-mlp").replace(recipe=settings.Recipe(epochs=2, batch_size=64, window=window))
     run = RunStore(tmp_path).get_or_train(setting, [0], device="cpu")[0]
     x = data_lib.load(setting.dataset).test.x
     final = flatten(run.weights[run.epochs[-1]])
     probs = predict_states(setting, run, final[None], x)
     assert probs.shape == (1, *run.eval_probs[-1].shape)
     assert torch.allclose(probs[0], run.eval_probs[-1], atol=1e-6)
-    assert late_checkpoints(run).shape == (2, final.numel())
+    assert window_snapshots(run).shape == (10, final.numel())
+    assert torch.equal(window_snapshots(run)[-1], final)  # the window ends with the final weights
     with pytest.raises(ValueError, match="at least one"):
         predict_states(setting, run, [], x)
+
+
+def test_window_snapshots_of_a_recipe_without_a_window_is_a_clear_error(tmp_path):
+    setting = settings.get("digits-mlp").replace(recipe=settings.Recipe(epochs=1, batch_size=64))
+    run = RunStore(tmp_path).get_or_train(setting, [0], device="cpu")[0]
+    assert run.window.shape[0] == 0
+    with pytest.raises(ValueError, match=r"names no subspace window \(Recipe\(window=Window"):
+        window_snapshots(run)

@@ -9,12 +9,14 @@ import torch
 
 from harness import settings
 from harness.data import Data, Split
-from harness.settings import Recipe
+from harness.metrics import weight_vector
+from harness.settings import Recipe, Window
 from harness.training import DivergedError, derive_seed, final_probs, resolve_device, seeds_of, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # digits-mlp shortened: the loop's behaviour, not its accuracy, is under test here.
-SHORT = settings.get("digits-mlp").replace(recipe=Recipe(epochs=3, batch_size=64, lr_halving_every=2))
+SHORT = settings.get("digits-mlp").replace(
+    recipe=Recipe(epochs=3, batch_size=64, lr_halving_every=2, window=Window(epochs=1, per_epoch=10)))
 
 
 def weights_digest(run) -> str:
@@ -45,6 +47,22 @@ def test_run_holds_the_whole_trajectory(run):
 def test_training_learns(run):
     assert run.eval_acc[0] < 0.3 < 0.8 < run.eval_acc[-1]
     assert run.train_loss[-1] < run.train_loss[0]
+
+
+def test_window_snapshots_are_taken_through_the_last_epoch_and_end_with_the_final_weights(run):
+    final = weight_vector(run.weights[3], "all").float()
+    assert run.window.shape == (10, final.numel()) and run.window.dtype == torch.float32
+    assert torch.equal(run.window[-1], final)
+    # Ten distinct points of the trajectory, moving away from the previous epoch's end.
+    previous = weight_vector(run.weights[2], "all").float()
+    distances = (run.window - previous).norm(dim=1)
+    assert len(set(distances.tolist())) == 10 and distances[-1] > distances[0]
+
+
+def test_a_window_with_more_snapshots_than_steps_is_refused():
+    tiny = SHORT.replace(recipe=Recipe(epochs=1, batch_size=1024, window=Window(epochs=1, per_epoch=10)))
+    with pytest.raises(ValueError, match=r"Window.per_epoch=10 is invalid: expected at most the 2 optimisation steps"):
+        train(tiny, 0, device="cpu")
 
 
 def test_only_the_recipes_weight_epochs_are_kept():
