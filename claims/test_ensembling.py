@@ -56,12 +56,12 @@ import pytest
 import torch
 
 from fixtures.runs import copies_of_one_run, setting_params
-from fixtures.samples import ENSEMBLE_SAMPLES, FAR_SCALES, N_FAR_SAMPLES, n_samples
+from fixtures.samples import FAR_SCALES, N_FAR_SAMPLES, n_samples
 from harness import settings as settings_lib
 from harness.ensembles import subset_curves, subset_metrics
 from harness.evidence import REFUTED, Evidence, mean_criterion, subset_criterion
 from harness.stats import CONFIDENCE, seed_subsets
-from harness.subspace import ENSEMBLE_SCALES
+from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES
 from harness.training import Run, final_probs, seeds_of
 from reports import figspec
 

@@ -26,7 +26,7 @@ S2  At equal accuracy, no subspace sampler reaches the diversity of independent 
     count when they fall in it. The diversity-accuracy points of every sampler and of the
     independent runs, and the two model curves of the official code, are saved for the figure.
 
-Samples per run and sampler: fixtures.samples.ENSEMBLE_SAMPLES / PLANE_SAMPLES (8 in the smoke
+Samples per run and sampler: harness.subspace.ENSEMBLE_SAMPLES / PLANE_SAMPLES (8 in the smoke
 tier, the official 30 / 50 in the gpu tier). Sample predictions are cached in the run store.
 
 Negative controls: S1 at scales far outside the mode (FAR_SCALES), and S1 with every run's samples
@@ -42,13 +42,13 @@ import torch
 
 from fixtures.figures import function_space_figure
 from fixtures.runs import setting_params
-from fixtures.samples import ENSEMBLE_SAMPLES, FAR_SCALES, N_FAR_SAMPLES, PLANE_SAMPLES, n_samples
+from fixtures.samples import FAR_SCALES, N_FAR_SAMPLES, n_samples
 from harness import settings as settings_lib
 from harness.metrics import diversity_lower_model, diversity_upper_model
 from harness.evidence import REFUTED, Evidence, bootstrap_criterion, fraction_criterion
 from harness.sequential import rivals
 from harness.stats import CONFIDENCE, pairwise_mean, resampled_pairwise_mean
-from harness.subspace import ENSEMBLE_SCALES, PLANE_SCALES, Scales
+from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES, PLANE_SAMPLES, PLANE_SCALES, Scales
 from harness.training import Run, final_probs, seeds_of
 from reports import figspec
 

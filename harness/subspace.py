@@ -45,8 +45,10 @@ from harness.symmetry import recompute_batchnorm_stats_
 from harness.training import EVAL_BATCH, Run, model_at, predict_proba
 
 __all__ = [
+    "ENSEMBLE_SAMPLES",
     "ENSEMBLE_SCALES",
     "PCA_RANK",
+    "PLANE_SAMPLES",
     "PLANE_SCALES",
     "SAMPLERS",
     "Scales",
@@ -64,6 +66,11 @@ __all__ = [
 
 PCA_RANK = 5  # official code: rank 5; [Fort] Fig. 5's legend says "PCA rank 4"
 SAMPLERS = ("random", "dropout", "diag", "pca")
+# Samples per run and sampler, by tier. Official: 30 per run for subspace ensembles, 50 for the
+# diversity plane. The smoke tier draws 8 of each: a sampled SmallCNN's predictions of 1,000 test
+# images take ~40 ms on 2 CPU cores, and S1, S2 and N2/N3 draw from 4 samplers around 5 runs.
+ENSEMBLE_SAMPLES = {"smoke": 8, "slow": 30, "gpu": 30}
+PLANE_SAMPLES = {"smoke": 8, "slow": 50, "gpu": 50}
 
 
 @dataclass(frozen=True)

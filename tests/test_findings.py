@@ -27,10 +27,11 @@ def test_declared_finds_a_finding():
 @pytest.mark.parametrize("kwargs, message", [
     ({"expected": "reproduces"}, r"Finding.expected='reproduces' is invalid: expected one of \('refuted', 'undecidable'\)"),
     ({"why": " "}, r"why is empty"),
+    ({"departure": ""}, r"Finding\(T1, digits-mlp\).departure is empty: say which departure"),
 ])
 def test_finding_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        findings.Finding(**({"claim": "T1", "setting": "digits-mlp", "why": "because"} | kwargs))
+        findings.Finding(**({"claim": "T1", "setting": "digits-mlp", "why": "because", "departure": "none"} | kwargs))
 
 
 def test_the_readme_findings_are_the_registry():

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fixtures.samples import ENSEMBLE_SAMPLES, PLANE_SAMPLES, n_samples, sample_generator
+from fixtures.samples import n_samples, sample_generator
+from harness.subspace import ENSEMBLE_SAMPLES, PLANE_SAMPLES
 from harness import settings
 from harness.stats import MIN_SEEDS
 from harness.subspace import SAMPLERS
