@@ -24,7 +24,8 @@ from harness.evidence import Criterion, Evidence
 
 # A made-up claim whose interval is [n, n + 8] on n seeds: for ">= 8", inconclusive below 8 seeds.
 findings.FINDINGS = findings.FINDINGS + (findings.Finding("Z3", "digits-mlp", "declared for the test", departure="none"),
-                                         findings.Finding("Z7", "digits-mlp", "undecidable for the test", "undecidable"))
+                                         findings.Finding("Z7", "digits-mlp", "undecidable for the test", "undecidable",
+                                                          departure="none"))
 
 
 def made_up(claim, setting, runs, level, threshold=2, direction=">="):

@@ -7,6 +7,7 @@ from harness.evidence import Criterion, Evidence
 from harness.sequential import SeedSchedule, decide_sequentially
 from harness.stats import (
     MIN_SEEDS,
+    accuracy_standard_error,
     mean_interval,
     pairwise_mean,
     pairwise_mean_interval,
@@ -246,3 +247,12 @@ def flip_rate(effect: float, cap: int, replicates: int = FLIP_REPLICATES) -> flo
 def test_flip_rate_between_two_seed_sets(effect, cap):
     rate = flip_rate(effect, cap)
     assert rate <= FLIP_RATE_MAX, f"flip rate {rate:.3f} at effect {effect} with cap {cap}"
+
+
+def test_accuracy_standard_error_is_the_binomial_one():
+    assert accuracy_standard_error(0.5, 100) == pytest.approx(0.05)
+    assert accuracy_standard_error(1.0, 540) == 0.0
+    with pytest.raises(ValueError, match=r"n_examples=0 is invalid"):
+        accuracy_standard_error(0.5, 0)
+    with pytest.raises(ValueError, match=r"accuracy=1.5 is invalid"):
+        accuracy_standard_error(1.5, 10)
