@@ -2,8 +2,9 @@
 
 Sources: [Fort] Fort, Hu, Lakshminarayanan, "Deep Ensembles: A Loss Landscape Perspective",
 arXiv 1912.02757, Fig. 4 and 5, and the official code's samplers (harness/subspace.py): random
-direction, dropout on the flat weights, diagonal Gaussian and rank-5 PCA Gaussian of the late
-checkpoints (weight averaging is recorded beside them).
+direction, dropout on the flat weights, diagonal Gaussian and rank-5 PCA Gaussian of the run's
+subspace window (harness.settings.Window; W1 in claims/test_window.py checks that it is flat), and
+weight averaging, recorded beside them.
 
 S1  Subspace samples stay within the mode of their own solution ([Fort] Fig. 4: the clouds of
     every sampler stay next to their own end point in a t-SNE of function space).
