@@ -2,7 +2,7 @@
 
 The claims compare every pair of checkpoints: cosine similarity of weights (40 checkpoints of a
 ~1M-parameter model, e.g. the MediumCNN's 971,146) and disagreement of predictions (40 checkpoints
-on 10,000 evaluation examples of 10 classes). ``harness.metrics`` computes each matrix with one
+on 10,000 evaluation examples of 10 classes). The harness computes each matrix with one
 product (``pairwise_cosine``: a Gram matrix; ``pairwise_disagreement``: one-hot encodings). Each
 group has three rows:
 
@@ -20,12 +20,8 @@ Run: ``pytest benchmarks/test_metrics_bench.py --benchmark-only``.
 import pytest
 import torch
 
-from harness.metrics import (
-    cosine_similarity,
-    disagreement,
-    pairwise_cosine,
-    pairwise_disagreement,
-)
+from harness.diversity import disagreement, pairwise_disagreement
+from harness.weightspace import cosine_similarity, pairwise_cosine
 
 K = 40  # checkpoints
 N, C = 10_000, 10  # evaluation examples, classes

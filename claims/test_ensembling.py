@@ -1,8 +1,8 @@
-"""Claims about ensembles of independently initialised runs.
+"""Claims about ensembles of independently initialised runs: N1, N2 and N3.
 
-Sources: [Fort] Fort, Hu, Lakshminarayanan, "Deep Ensembles: A Loss Landscape Perspective",
-arXiv 1912.02757, Sec. 5; [WB] Paul & Thakur, W&B report "Understanding the Effectivity of
-Ensembles in Deep Learning".
+Their statements, sources, the sources' numbers, the thresholds and the decisions' text are in
+harness.catalog (CATALOG["N1"] and so on); N1's thresholds are imported from there (N2 and N3
+compare with 0).
 
 Ensembles of K runs. Each tier fixes its ensemble size K (ENSEMBLE_SIZE: the catalog's 5 in the smoke
 tier, 10 in the gpu tier); more seeds give more K-subsets, never bigger ensembles, so that a statistic means
@@ -13,29 +13,24 @@ a U-statistic of order K, bounded by the delete-one-seed jackknife with Student'
 with itself is a smaller ensemble. The jackknife needs K + 1 seeds, so these claims take their
 first look on one seed more than the setting's n_seeds.
 
-N1  Accuracy rises with ensemble size with diminishing returns, then plateaus; Brier and NLL fall.
-    [WB] test accuracy (%) against ensemble size: SmallCNN 62.7 -> 66.8 (2) -> 68.1 (4) -> 68.9 (6)
-    -> 68.5 (10); MediumCNN 78.2 -> 83.2 (10); ResNet 86.6 -> 89.9 (10).
-    Decision, on the final-epoch test probabilities (mean-of-probabilities ensembles), acc(k) the
-    mean accuracy of k-run ensembles: acc(K) - acc(1) > 0; first gain >= last gain,
-    (acc(2) - acc(1)) - (acc(K) - acc(K-1)) >= 0; the last gain is at most 0.25 x the first;
-    Brier(K) - Brier(1) < 0 and NLL(K) - NLL(1) < 0. Each is a kernel of one K-subset (its own
-    curve up to K) averaged over K-subsets, with its interval. The curves up to 10 runs are saved
-    for the report's accuracy/Brier/NLL-vs-size figure beside the [WB] numbers.
-N2  An ensemble of independent runs beats weight averaging and subspace ensembles of one run
-    ([Fort] Sec. 5: ensembling gives the largest gain). Decision: the K-run ensemble's accuracy
-    minus the mean accuracy of its members' comparators is > 0, and its Brier score minus theirs
-    is < 0, for each comparator: the run itself, its weight average (WA, of its subspace window),
-    and each sampler's subspace ensemble (the mean of a run's samples at ensemble scales): twelve
-    criteria. The first comparator is ours, not the catalog's: without it, an "ensemble" of copies
-    of one run reproduces wherever WA and subspace ensembles are worse than a single run (they are
-    on synthetic16-cnn: the negative control found it), and the claim is about a gain from
-    ensembling.
-N3  Subspace sampling and ensembling are complementary; the extra gain shrinks as ensembles grow
-    ([Fort] Sec. 5). Decision, per sampler, with each run replaced by its subspace ensemble: the
-    accuracy gain over the plain run at k = 1 is >= 0 (mean over seeds), the gain of K-run
-    ensembles of subspace ensembles over plain K-run ensembles is >= 0, and the gain at K minus
-    the gain at 1 is <= 0.
+How the decisions are built.
+N1  On the final-epoch test probabilities (mean-of-probabilities ensembles), acc(k) the mean
+    accuracy of k-run ensembles. "Diminishing returns, then a plateau" is read at the two ends of
+    the curve: the first gain acc(2) - acc(1) against the last, acc(K) - acc(K-1), the plateau as
+    the last gain minus a multiple of the first at most 0 (a difference, which stays defined when
+    the first gain is 0, where a ratio would not). Each criterion is a kernel of one K-subset (its
+    own curve up to K) averaged over K-subsets, with its interval. The curves up to
+    FIGURE_MAX_RUNS runs are saved for the report's accuracy/Brier/NLL-vs-size figure beside the
+    [WB] numbers (WB_ACCURACY).
+N2  The K-run ensemble's accuracy and Brier score against the mean of its members' comparators,
+    for each comparator: the run itself, its weight average (WA, of its subspace window), and each
+    sampler's subspace ensemble (the mean of a run's samples at ensemble scales): twelve criteria.
+    The first comparator is ours, not the catalog's: without it, an "ensemble" of copies of one run
+    reproduces wherever WA and subspace ensembles are worse than a single run (they are on
+    synthetic16-cnn: the negative control found it), and the claim is about a gain from ensembling.
+N3  Per sampler, with each run replaced by its subspace ensemble: the gain over the plain run at
+    k = 1 (mean over seeds), the gain of K-run ensembles of subspace ensembles over plain K-run
+    ensembles, and their difference (the extra gain must not grow with k).
 
 Changes from the catalog and the first version (README, Deviations): K = S became K fixed by
 tier; N2 compared with the best run's comparator and N3 required its gain "at every k", worst
@@ -58,21 +53,17 @@ import torch
 from fixtures.runs import copies_of_one_run, setting_params
 from fixtures.samples import FAR_SCALES, N_FAR_SAMPLES, n_samples
 from harness import settings as settings_lib
+from harness.catalog import CATALOG, N1_GAIN_MIN, N1_LAST_OVER_FIRST_GAIN_MAX
 from harness.ensembles import subset_curves, subset_metrics
 from harness.evidence import REFUTED, Evidence, mean_criterion, subset_criterion
 from harness.stats import CONFIDENCE, seed_subsets
 from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES
 from harness.training import Run, final_probs, seeds_of
-from reports import figspec
+from harness import figspec
 
 # Ensemble size K by tier: CLAIMS.md's "at least 5 runs in the smoke tier, 10 in the gpu tier" ([WB]'s
 # curve reaches 10). A decision needs K + 1 seeds (the jackknife leaves one out).
 ENSEMBLE_SIZE = {"smoke": 5, "slow": 5, "gpu": 10}
-# CLAIMS.md N1: the ensemble must beat its members, acc(K) - acc(1) > 0.
-N1_GAIN_MIN = 0.0
-# CLAIMS.md N1: the last step's gain, acc(K) - acc(K-1), at most 0.25 x the first,
-# acc(2) - acc(1). [WB] SmallCNN: first gain 4.1 points, 6 -> 10 members -0.4 points.
-N1_LAST_OVER_FIRST_GAIN_MAX = 0.25
 # The report's accuracy-vs-size curve reaches [WB]'s largest ensemble.
 FIGURE_MAX_RUNS = 10
 # Ranges of the criteria's statistics, to which their intervals are clipped (not thresholds): a
@@ -80,12 +71,6 @@ FIGURE_MAX_RUNS = 10
 ACCURACY_DIFFERENCE = (-1.0, 1.0)
 BRIER_DIFFERENCE = (-2.0, 2.0)
 
-SOURCES = {
-    "N2": "[Fort] Sec. 5: ensembling independent runs gives the largest gain, beyond WA and subspace ensembles",
-    "N3": "[Fort] Sec. 5: subspace sampling adds small gains on top of ensembles",
-    "N1": "[WB] acc % vs size: SmallCNN 62.7 -> 66.8 (2) -> 68.1 (4) -> 68.9 (6) -> 68.5 (10); "
-          "MediumCNN 78.2 -> 83.2 (10); ResNet 86.6 -> 89.9",
-}
 # [WB] accuracy (%) against ensemble size, for the report's figure.
 WB_ACCURACY = {
     "SmallCNN": {1: 62.7, 2: 66.8, 4: 68.1, 6: 68.9, 10: 68.5},
@@ -132,7 +117,7 @@ def n1_evidence(runs: list[Run], setting: str, level: float = CONFIDENCE) -> Evi
 
     curves = subset_curves(finals[:FIGURE_MAX_RUNS], labels)
     return Evidence(
-        claim="N1", setting=setting, source=SOURCES["N1"], seeds=seeds_of(runs),
+        claim="N1", setting=setting, source=CATALOG["N1"].citation, seeds=seeds_of(runs),
         criteria=(
             criterion(f"accuracy gain acc({k}) - acc(1)", acc[k] - acc[1], N1_GAIN_MIN, ">"),
             criterion(f"first gain minus last gain, (acc(2) - acc(1)) - (acc({k}) - acc({k - 1}))", first - last,
@@ -169,7 +154,7 @@ def control_runs(setting: str, trained_runs) -> list[Run]:
     return trained_runs(setting, at_least=ensemble_size(setting) + 1)
 
 
-@pytest.mark.claim(id="N1", source="[WB]; [Fort] Sec. 5")
+@pytest.mark.claim(id="N1")
 @pytest.mark.parametrize("setting", setting_params())
 def test_n1_accuracy_rises_with_ensemble_size_then_plateaus(setting, decide_claim):
     decide_claim(setting, lambda runs, level: n1_evidence(runs, setting, level), min_seeds=ensemble_size(setting) + 1)
@@ -224,7 +209,7 @@ def n2_evidence(runs: list[Run], setting: str, wa_probs: torch.Tensor, sample_pr
     points = [figspec.series(name, v["brier"], v["accuracy"], group=name) for name, v in per_run.items()]
     points.append(figspec.series(f"{k}-run ensembles (mean)", [brier_k], [acc_k]))
     return Evidence(
-        claim="N2", setting=setting, source=SOURCES["N2"], seeds=seeds_of(runs), criteria=tuple(criteria),
+        claim="N2", setting=setting, source=CATALOG["N2"].citation, seeds=seeds_of(runs), criteria=tuple(criteria),
         details={"ensemble_size": k, "ensemble": {"accuracy": acc_k, "brier": brier_k}, "per_run": per_run,
                  figspec.FIGURES_KEY: [figspec.xy("Ensemble vs weight averaging and subspace ensembles", points,
                                                   "Brier score (lower is better)", "test accuracy",
@@ -264,7 +249,7 @@ def n3_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
                              limits=(-2.0, 2.0)),
         ]
     return Evidence(
-        claim="N3", setting=setting, source=SOURCES["N3"], seeds=seeds_of(runs), criteria=tuple(criteria),
+        claim="N3", setting=setting, source=CATALOG["N3"].citation, seeds=seeds_of(runs), criteria=tuple(criteria),
         details={"ensemble_size": k, "gain_over_plain": gains,
                  figspec.FIGURES_KEY: [figspec.xy("Ensembles of subspace ensembles against ensemble size", series,
                                                   "ensemble size k", "test accuracy",
@@ -272,7 +257,7 @@ def n3_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
     )
 
 
-@pytest.mark.claim(id="N2", source="[Fort] Sec. 5")
+@pytest.mark.claim(id="N2")
 @pytest.mark.parametrize("setting", setting_params())
 def test_n2_ensemble_beats_weight_averaging_and_subspace_ensembles(setting, decide_claim, sample_predictions,
                                                                    weight_average_predictions):
@@ -283,7 +268,7 @@ def test_n2_ensemble_beats_weight_averaging_and_subspace_ensembles(setting, deci
     decide_claim(setting, evidence_of, min_seeds=ensemble_size(setting) + 1)
 
 
-@pytest.mark.claim(id="N3", source="[Fort] Sec. 5")
+@pytest.mark.claim(id="N3")
 @pytest.mark.parametrize("setting", setting_params())
 def test_n3_subspace_sampling_complements_ensembling(setting, decide_claim, sample_predictions):
     def evidence_of(runs: list[Run], level: float) -> Evidence:

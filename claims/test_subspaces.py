@@ -1,31 +1,32 @@
-"""Claims about subspaces around one solution.
+"""Claims about subspaces around one solution: S1 and S2.
 
-Sources: [Fort] Fort, Hu, Lakshminarayanan, "Deep Ensembles: A Loss Landscape Perspective",
-arXiv 1912.02757, Fig. 4 and 5, and the official code's samplers (harness/subspace.py): random
-direction, dropout on the flat weights, diagonal Gaussian and rank-5 PCA Gaussian of the run's
-subspace window (harness.settings.Window; W1 in claims/test_window.py checks that it is flat), and
-weight averaging, recorded beside them.
+Their statements, sources, the sources' numbers, the thresholds (S2's accuracy band included) and
+the decisions' text are in harness.catalog (CATALOG["S1"], CATALOG["S2"]); the thresholds are
+imported from there.
 
-S1  Subspace samples stay within the mode of their own solution ([Fort] Fig. 4: the clouds of
-    every sampler stay next to their own end point in a t-SNE of function space).
-    Decision, per sampler at ensemble scales (harness.subspace.ENSEMBLE_SCALES), one Criterion
-    each in one Evidence: the fraction of samples whose disagreement on the test split with their
-    own centre's final predictions is strictly below that with each of the n_seeds - 1 rival runs
-    that follow it (harness.sequential.rivals: a fixed number, so that adding seeds does not make
-    the claim stricter; ties count against the claim); per-run fractions, lower bound of their mean
-    >= 0.95, the bound the wider of the seed bootstrap's and the exact binomial one of the pooled
+The samplers are the official code's (harness/subspace.py): random direction, dropout on the flat
+weights, diagonal Gaussian and rank-5 PCA Gaussian of the run's subspace window
+(harness.settings.Window; W1 in claims/test_window.py checks that it is flat), and weight
+averaging, recorded beside them.
+
+How the decisions are built.
+S1  Per sampler at ensemble scales (harness.subspace.ENSEMBLE_SCALES), one Criterion each in one
+    Evidence: a sample stays home when its disagreement on the test split with its own centre's
+    final predictions is strictly below that with each of the n_seeds - 1 rival runs that follow
+    it (harness.sequential.rivals: a fixed number, so that adding seeds does not make the claim
+    stricter; ties count against the claim). The per-run fractions are averaged over seeds, and
+    the lower bound is the wider of the seed bootstrap's and the exact binomial one of the pooled
     samples (harness.evidence.fraction_criterion: 5 seeds whose samples all stay home do not prove
     a fraction of 1). The joint t-SNE of the trajectories and the samples is saved for the figure.
-S2  At equal accuracy, no subspace sampler reaches the diversity of independent solutions
-    ([Fort] Fig. 5: independent solutions reach normalised diversity ~0.85-1.0; subspace samples
-    fall on a lower curve). Decision, per sampler: among samples whose test accuracy is within
-    S2_ACCURACY_BAND of the independent runs' mean accuracy, the mean normalised diversity against
-    the final predictions of the run they were drawn around, divided by the independent runs' mean
-    normalised diversity over pairs, has an upper bootstrap-over-seeds bound (at the sequential
-    decision's level) <= 0.7. "Equal accuracy" needs samples near the reference: the plane draws (PLANE_SCALES, from the reference down to chance, as the figure)
-    put few there, so each run also gets draws at BAND_SCALES, which spread over the band; both
-    count when they fall in it. The diversity-accuracy points of every sampler and of the
-    independent runs, and the two model curves of the official code, are saved for the figure.
+S2  Per sampler: among samples whose test accuracy lies within the band around the independent
+    runs' mean accuracy, the mean normalised diversity against the final predictions of the run
+    they were drawn around, divided by the independent runs' mean normalised diversity over pairs,
+    bounded above by a bootstrap over seeds (at the sequential decision's level). "Equal accuracy"
+    needs samples near the reference: the plane draws (PLANE_SCALES, from the reference down to
+    chance, as the figure) put few there, so each run also gets draws at BAND_SCALES, which spread
+    over the band; both count when they fall in it. The diversity-accuracy points of every sampler
+    and of the independent runs, and the two model curves of the official code, are saved for the
+    figure.
 
 Samples per run and sampler: harness.subspace.ENSEMBLE_SAMPLES / PLANE_SAMPLES (8 in the smoke
 tier, the official 30 / 50 in the gpu tier). Sample predictions are cached in the run store.
@@ -44,25 +45,19 @@ import torch
 from fixtures.figures import function_space_figure
 from fixtures.runs import setting_params
 from fixtures.samples import FAR_SCALES, N_FAR_SAMPLES, n_samples
+from harness.catalog import CATALOG, S1_OWN_MODE_FRACTION_MIN, S2_ACCURACY_BAND, S2_DIVERSITY_RATIO_MAX
 from harness import settings as settings_lib
-from harness.metrics import diversity_lower_model, diversity_upper_model
+from harness.diversity import diversity_lower_model, diversity_upper_model
 from harness.evidence import REFUTED, Evidence, bootstrap_criterion, fraction_criterion
 from harness.sequential import rivals
 from harness.stats import CONFIDENCE, pairwise_mean, resampled_pairwise_mean
 from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES, PLANE_SAMPLES, PLANE_SCALES, Scales
 from harness.training import Run, final_probs, seeds_of
-from reports import figspec
+from harness import figspec
 
-# CLAIMS.md S1: at least 95% of samples closer to their own centre than to any other solution.
-S1_OWN_MODE_FRACTION_MIN = 0.95
-# CLAIMS.md S2: near-accuracy subspace diversity at most 0.7 x the independent runs'.
-S2_DIVERSITY_RATIO_MAX = 0.7
-# "Near the independent runs' accuracy": within 5 points of their mean test accuracy (fixed before
-# any measurement; the spread of independent runs' accuracies on the smoke settings is ~1-2 points).
-S2_ACCURACY_BAND = 0.05
 # Draws that spread over the band: for each sampler the largest value of the grids random
 # {0.2, 0.3, 0.5, 0.7, 1}, dropout {0.02, 0.05, 0.1, 0.2}, diag and pca {1, 3, 10, 30, 100} (U(0,1)
-# spread, as the plane) whose mean validation-accuracy drop stays within half the band (2.5 points)
+# spread, as the plane) whose mean validation-accuracy drop stays within half S2_ACCURACY_BAND (2.5 points)
 # on both smoke settings (seed 0, 20 samples, validation split; measured before any S2 run, and
 # again on the 16-epoch synthetic16-cnn runs and their subspace window, which chose the same values):
 #   random 0.2: digits-mlp 0.0, synthetic16-cnn 1.1 (0.3: 0.4, 2.7)
@@ -70,10 +65,6 @@ S2_ACCURACY_BAND = 0.05
 #   diag 30: -0.1, 0.1 (100: 0.4, 11.3)
 #   pca 3: 0.1, -0.1 (10: 0.2, 4.4)
 BAND_SCALES = Scales(random=0.2, dropout=0.05, diag=30.0, pca=3.0, gaussian_spread=True)
-SOURCES = {
-    "S1": "[Fort] Fig. 4: subspace clouds stay next to their own end point",
-    "S2": "[Fort] Fig. 5: independent ~0.85-1.0 normalised diversity; subspace samples on a lower curve",
-}
 
 
 def _labels(probs: torch.Tensor) -> torch.Tensor:
@@ -96,7 +87,7 @@ def s1_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
         fractions[sampler] = (np.array(own) / np.array(drawn)).tolist()
         criteria.append(fraction_criterion(f"{sampler}: fraction of samples closest to their own solution", own,
                                            drawn, S1_OWN_MODE_FRACTION_MIN, ">=", level=level))
-    return Evidence(claim="S1", setting=setting, source=SOURCES["S1"], seeds=seeds_of(runs),
+    return Evidence(claim="S1", setting=setting, source=CATALOG["S1"].citation, seeds=seeds_of(runs),
                     criteria=tuple(criteria), details={"own_mode_fraction_per_run": fractions})
 
 
@@ -168,7 +159,7 @@ def s2_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
                                             ratio, len(runs), S2_DIVERSITY_RATIO_MAX, "<=", level=level,
                                             limits=(0.0, np.inf), min_distinct=3))
     return Evidence(
-        claim="S2", setting=setting, source=SOURCES["S2"], seeds=seeds_of(runs),
+        claim="S2", setting=setting, source=CATALOG["S2"].citation, seeds=seeds_of(runs),
         criteria=tuple(criteria),
         details={"reference_accuracy": reference, "accuracy_band": S2_ACCURACY_BAND,
                  "independent_normalized_diversity": pairwise_mean(symmetric),
@@ -206,14 +197,14 @@ def s1_with_figure(setting: str, runs: list[Run], level: float, sample_predictio
     return evidence
 
 
-@pytest.mark.claim(id="S1", source="[Fort] Fig. 4")
+@pytest.mark.claim(id="S1")
 @pytest.mark.parametrize("setting", setting_params())
 def test_s1_subspace_samples_stay_in_their_mode(setting, decide_claim, sample_predictions, weight_average_predictions):
     decide_claim(setting, lambda runs, level: s1_with_figure(setting, runs, level, sample_predictions,
                                                              weight_average_predictions))
 
 
-@pytest.mark.claim(id="S2", source="[Fort] Fig. 5")
+@pytest.mark.claim(id="S2")
 @pytest.mark.parametrize("setting", setting_params())
 def test_s2_subspace_diversity_below_independent(setting, decide_claim, sample_predictions):
     def evidence_of(runs: list[Run], level: float) -> Evidence:

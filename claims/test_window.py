@@ -1,19 +1,19 @@
-"""The precondition of the subspace claims: the subspace window is a flat, converged tail of the run.
+"""The precondition of the subspace claims: the subspace window is a flat, converged tail of the run (W1).
 
-Source: [Fort] Fort, Hu, Lakshminarayanan, "Deep Ensembles: A Loss Landscape Perspective",
-arXiv 1912.02757, official code: the diagonal and low-rank Gaussians, and the weight average, are
-fitted to the checkpoints of epochs 30-39 of 40, after the last learning-rate halving, at a
-constant rate, where the run has converged. S1, S2, N2 and N3 read that window
-(harness.settings.Window, harness.subspace.window_snapshots); a window on a run that still
-improves centres the Gaussians behind the final run and weakens every comparator built on them,
-so a finding there would be about the setting, not the claim.
+W1's statement, source (the official code's window), the source's numbers, its threshold and the
+decision's text are in harness.catalog (CATALOG["W1"]); the threshold is imported from there.
 
-W1  The window is flat. Decision, on test accuracy, with the noise of one accuracy on this test set
-    (harness.stats.accuracy_standard_error at the runs' mean final accuracy) as the tolerance:
-    the last window snapshot's accuracy minus the first's, mean over seeds, lies within
-    +- the noise (upper bound <= +noise and lower bound >= -noise: an equivalence test), and the
-    weight average of the window minus the final run, mean over seeds, is at least -noise (lower
-    bound). The mean accuracy of every snapshot and of the weight average are saved for the figure.
+Why it is checked: S1, S2, N2 and N3 read the window (harness.settings.Window,
+harness.subspace.window_snapshots); a window on a run that still improves centres the Gaussians
+behind the final run and weakens every comparator built on them, so a finding there would be
+about the setting, not the claim.
+
+How the decision is built: on test accuracy, with the noise of an accuracy on this test set
+(W1_NOISE_MULTIPLE x harness.stats.accuracy_standard_error at the runs' mean final accuracy) as the
+tolerance. The drift, last minus first window snapshot's accuracy, is an equivalence test (upper
+bound <= +noise and lower bound >= -noise); the weight average of the window minus the final run
+has only a lower bound (>= -noise): a weight average above the final run does not count against
+the window. The mean accuracy of every snapshot and of the weight average are saved for the figure.
 
 Negative control: the same decision on a "window" of the first epochs (epoch ends 1..w, w the
 window's epochs), where the run is still learning fast, must be refuted.
@@ -29,15 +29,13 @@ from fixtures.options import get_options
 from fixtures.runs import setting_params
 from harness import data as data_lib
 from harness import settings as settings_lib
+from harness.catalog import CATALOG, W1_NOISE_MULTIPLE
 from harness.evidence import REFUTED, Evidence, mean_criterion
 from harness.stats import CONFIDENCE, accuracy_standard_error
 from harness.subspace import flatten, predict_states, weight_average
 from harness.training import Run, seeds_of
-from reports import figspec
+from harness import figspec
 
-# "Within noise": one binomial standard error of the final test accuracy, in each direction.
-W1_NOISE_MULTIPLE = 1.0
-SOURCE = "[Fort] official code: Gaussians and weight average on epochs 30-39 of 40, at the last learning rate"
 # Accuracy differences lie in [-1, 1].
 _DIFFERENCE = (-1.0, 1.0)
 
@@ -67,7 +65,7 @@ def w1_evidence(snapshot_acc: np.ndarray, wa_acc: np.ndarray, n_test: int, setti
     wa_gap = wa_acc - final
     curve = snapshot_acc.mean(0)
     return Evidence(
-        claim="W1", setting=setting, source=SOURCE, seeds=seeds,
+        claim="W1", setting=setting, source=CATALOG["W1"].citation, seeds=seeds,
         criteria=(
             mean_criterion("last minus first window snapshot's accuracy (no rise)", drift, noise, "<=",
                            level=level, limits=_DIFFERENCE),
@@ -100,7 +98,7 @@ def window_evidence(setting: str, runs: list[Run], level: float, window_predicti
     return w1_evidence(snapshot_acc, wa_acc, len(labels), setting, seeds_of(runs), level)
 
 
-@pytest.mark.claim(id="W1", source="[Fort] official code")
+@pytest.mark.claim(id="W1")
 @pytest.mark.parametrize("setting", setting_params())
 def test_w1_subspace_window_is_flat(setting, decide_claim, window_predictions, weight_average_predictions):
     decide_claim(setting, lambda runs, level: window_evidence(setting, runs, level, window_predictions,

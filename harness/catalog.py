@@ -1,16 +1,90 @@
-"""The claims catalog as data: statement, source, reference numbers, decision and deviations.
+"""The claims catalog: each claim's statement, source, source numbers, thresholds and decision.
 
-One :class:`ClaimInfo` per claim id of CLAIMS.md that has a test under ``claims/``. The report
-(``reports/``) prints these beside the measured evidence; the test modules keep the thresholds
-(with their provenance) and the decisions themselves. A test's ``@pytest.mark.claim(id=...)`` must
-name an id of :data:`CATALOG` (``tests/test_catalog.py`` checks every claim test).
+This module is the one home of those facts. One :class:`ClaimInfo` per claim id of CLAIMS.md that
+has a test under ``claims/``; the report (``reports/``) prints it beside the measured evidence.
+The decision thresholds are the named constants below, grouped by claim with their provenance;
+the claim modules import them from here, and each entry's ``decision`` text is built from them,
+so that the text cannot state another threshold than the test uses (:data:`THRESHOLDS` names
+each claim's constants; ``tests/test_catalog.py`` checks both). ``Evidence(source=...)`` of a
+claim is its entry's :attr:`ClaimInfo.citation`. A test's ``@pytest.mark.claim(id=...)`` must name
+an id of :data:`CATALOG`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["CATALOG", "ClaimInfo"]
+__all__ = [
+    "CATALOG", "ClaimInfo", "THRESHOLDS",
+    "T1_LATE_CONSECUTIVE_COS_MIN", "STEP_RATIO_MAX", "T2_SPEARMAN_MAX",
+    "I1_CROSS_COS_MAX", "I1_WITHIN_MINUS_CROSS_MIN", "I2_NORMALIZED_DIVERSITY_MIN", "I2_CROSS_OVER_WITHIN_MIN",
+    "I3_OVERLAP_GAP_MIN", "F1_PURITY_MIN",
+    "W1_NOISE_MULTIPLE",
+    "S1_OWN_MODE_FRACTION_MIN", "S2_DIVERSITY_RATIO_MAX", "S2_ACCURACY_BAND",
+    "N1_GAIN_MIN", "N1_LAST_OVER_FIRST_GAIN_MAX",
+]
+
+# ----------------------------------------------------------------------------------------------
+# Decision thresholds, fixed before any measurement (claims/test_*.py import them from here).
+
+# T1, T2, T3 (claims/test_trajectory.py)
+# [WB]: consecutive cosine > 0.95 after ~epoch 10 of SmallCNN training.
+T1_LATE_CONSECUTIVE_COS_MIN = 0.95
+# CLAIMS.md T1 and T3: "grow more similar" read as late steps at most half the size of early ones.
+STEP_RATIO_MAX = 0.5
+# CLAIMS.md T2: a strong monotone decrease of cos(theta_0, theta_e) with e.
+T2_SPEARMAN_MAX = -0.8
+
+# I1, I2, I3, F1 (claims/test_independent_runs.py)
+# [Fort] Fig. 3 / [WB]: cross-seed cosine ~0-0.05; CLAIMS.md allows up to 0.1.
+I1_CROSS_COS_MAX = 0.1
+# CLAIMS.md I1: late within-run cosine at least 0.5 above the cross-seed cosine.
+I1_WITHIN_MINUS_CROSS_MIN = 0.5
+# [Fort] Fig. 5 reports 0.85-1.0; CLAIMS.md asks for at least 0.5.
+I2_NORMALIZED_DIVERSITY_MIN = 0.5
+# CLAIMS.md I2: cross-seed disagreement at least 1.5 x the late within-run disagreement.
+I2_CROSS_OVER_WITHIN_MIN = 1.5
+# I3: the within-run error overlap must exceed the cross-seed one (a difference above zero).
+I3_OVERLAP_GAP_MIN = 0.0
+# CLAIMS.md F1: nearest-neighbour purity of late checkpoints.
+F1_PURITY_MIN = 0.9
+
+# W1 (claims/test_window.py)
+# "Within noise": one binomial standard error of the final test accuracy, in each direction.
+W1_NOISE_MULTIPLE = 1.0
+
+# S1, S2 (claims/test_subspaces.py)
+# CLAIMS.md S1: at least 95% of samples closer to their own centre than to any other solution.
+S1_OWN_MODE_FRACTION_MIN = 0.95
+# CLAIMS.md S2: near-accuracy subspace diversity at most 0.7 x the independent runs'.
+S2_DIVERSITY_RATIO_MAX = 0.7
+# "Near the independent runs' accuracy": within 5 points of their mean test accuracy (fixed before
+# any measurement; the spread of independent runs' accuracies on the smoke settings is ~1-2 points).
+S2_ACCURACY_BAND = 0.05
+
+# N1 (claims/test_ensembling.py; N2 and N3 compare with 0)
+# CLAIMS.md N1: the ensemble must beat its members, acc(K) - acc(1) > 0.
+N1_GAIN_MIN = 0.0
+# CLAIMS.md N1: the last step's gain, acc(K) - acc(K-1), at most 0.25 x the first,
+# acc(2) - acc(1). [WB] SmallCNN: first gain 4.1 points, 6 -> 10 members -0.4 points.
+N1_LAST_OVER_FIRST_GAIN_MAX = 0.25
+
+THRESHOLDS: dict[str, tuple[str, ...]] = {
+    "T1": ("T1_LATE_CONSECUTIVE_COS_MIN", "STEP_RATIO_MAX"),
+    "T2": ("T2_SPEARMAN_MAX",),
+    "T3": ("STEP_RATIO_MAX",),
+    "I1": ("I1_CROSS_COS_MAX", "I1_WITHIN_MINUS_CROSS_MIN"),
+    "I2": ("I2_NORMALIZED_DIVERSITY_MIN", "I2_CROSS_OVER_WITHIN_MIN"),
+    "I3": ("I3_OVERLAP_GAP_MIN",),
+    "F1": ("F1_PURITY_MIN",),
+    "W1": ("W1_NOISE_MULTIPLE",),
+    "S1": ("S1_OWN_MODE_FRACTION_MIN",),
+    "S2": ("S2_DIVERSITY_RATIO_MAX", "S2_ACCURACY_BAND"),
+    "N1": ("N1_GAIN_MIN", "N1_LAST_OVER_FIRST_GAIN_MAX"),
+    "N2": (),
+    "N3": (),
+}
+"""Claim id -> names of the threshold constants above that its decision (and its text) uses."""
 
 
 @dataclass(frozen=True)
@@ -28,9 +102,9 @@ class ClaimInfo:
     source : str
         Where (paper figure or section).
     reference : str
-        The source's numbers.
+        The source's numbers ("-" when it gives none).
     decision : str
-        How the harness decides it (thresholds named in the test module).
+        How the harness decides it, built from the threshold constants of this module.
     deviations : str
         Where our test differs from the source's measurement ("" when it does not).
     """
@@ -43,6 +117,13 @@ class ClaimInfo:
     decision: str
     deviations: str = ""
 
+    @property
+    def citation(self) -> str:
+        """Where the claim comes from and the source's numbers, for ``Evidence(source=...)``."""
+        if self.reference.strip() in ("", "-"):
+            return self.source
+        return f"{self.source}: {self.reference}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -52,48 +133,49 @@ _ENTRIES = (
         "T1", "trajectory converges in weight space",
         "Snapshots of one run grow more similar in weight space toward convergence.",
         "[Fort] Fig. 2a; [WB]", "[WB] SmallCNN: consecutive cos > 0.95 after ~epoch 10",
-        "step distance 1 - cos(theta_e, theta_e+1) over the last quarter of epochs <= 0.5 x the first "
-        "quarter's (mean over seeds, upper bound); late consecutive cos >= 0.95 (mean over seeds, lower bound)",
+        f"step distance 1 - cos(theta_e, theta_e+1) over the last quarter of epochs <= {STEP_RATIO_MAX:g} x the "
+        f"first quarter's (mean over seeds, upper bound); late consecutive cos >= {T1_LATE_CONSECUTIVE_COS_MIN:g} "
+        "(mean over seeds, lower bound)",
         "cosine over conv/dense kernels only (as [WB]); [Fort] included biases; the step ratio is a mean over "
         "seeds, not a worst seed"),
     ClaimInfo(
         "T2", "moving away from the initialisation",
         "Late checkpoints differ most from the initialisation.",
         "[WB]", "[WB] cos(theta_0, theta_E) ~ 0.62 SmallCNN, ~ 0.74 ResNet",
-        "cos(theta_0, theta_e) decreases with e: mean Spearman rho over seeds <= -0.8 (upper bound)"),
+        f"cos(theta_0, theta_e) decreases with e: mean Spearman rho over seeds <= {T2_SPEARMAN_MAX:g} (upper bound)"),
     ClaimInfo(
         "T3", "trajectory converges in function space",
         "Snapshots of one run grow more similar in function space toward convergence.",
         "[Fort] Fig. 2b; [WB]", "[WB] late pairs disagree 0.05-0.15; epoch 0 vs late ~0.45-0.55",
-        "d(p_e, p_e+1) over the last quarter <= 0.5 x the first quarter's (mean over seeds, upper bound); "
-        "d(p_1, p_E) - d(p_E-1, p_E) > 0 (mean over seeds, lower bound)",
+        f"d(p_e, p_e+1) over the last quarter <= {STEP_RATIO_MAX:g} x the first quarter's (mean over seeds, upper "
+        "bound); d(p_1, p_E) - d(p_E-1, p_E) > 0 (mean over seeds, lower bound)",
         "means over seeds with intervals, not 'in every seed'"),
     ClaimInfo(
         "I1", "independent solutions orthogonal",
         "Solutions from independent initialisations are nearly orthogonal in weight space.",
         "[Fort] Fig. 3; [WB]", "cos ~ 0-0.05 (CNNs); 1/sqrt(D) for random vectors",
-        "mean cross-seed cosine of the final weights <= 0.1 (upper bound) and <= late within-run "
-        "cosine - 0.5; nulls recorded: cosine at initialisation, cos(theta, permuted theta)",
+        f"mean cross-seed cosine of the final weights <= {I1_CROSS_COS_MAX:g} (upper bound) and <= late within-run "
+        f"cosine - {I1_WITHIN_MINUS_CROSS_MIN:g}; nulls recorded: cosine at initialisation, cos(theta, permuted theta)",
         "cosine over conv/dense kernels only; the all-parameter cosine is recorded beside it"),
     ClaimInfo(
         "I2", "independent solutions disagree",
         "Independent solutions disagree on a large fraction of inputs, about their error rate, far more than "
         "late snapshots of one run.",
         "[Fort] Fig. 3, 5; [WB]; [GDE]", "normalised diversity ~0.85-1.0 [Fort]; [WB] 0.25-0.29 vs late 0.05-0.15",
-        "mean normalised diversity d / (1 - acc) over pairs >= 0.5 (lower bound); cross-seed d - 1.5 x "
-        "late within-run d >= 0 (lower bound)",
+        f"mean normalised diversity d / (1 - acc) over pairs >= {I2_NORMALIZED_DIVERSITY_MIN:g} (lower bound); "
+        f"cross-seed d - {I2_CROSS_OVER_WITHIN_MIN:g} x late within-run d >= 0 (lower bound)",
         "normalised diversity averaged over both directions of a pair (the official code's is asymmetric)"),
     ClaimInfo(
         "I3", "error sets depend on the initialisation",
         "The set of misclassified examples depends on the initialisation.",
         "[WB] 'intrinsically hard examples'", "-",
         "Jaccard overlap of error sets between the last two snapshots of one run minus between independent "
-        "runs > 0 (lower bound)"),
+        f"runs > {I3_OVERLAP_GAP_MIN:g} (lower bound)"),
     ClaimInfo(
         "F1", "trajectories fan out in function space",
         "Trajectories start close in function space and end in different regions.",
         "[Fort] Fig. 2c, 4; [WB] t-SNE", "3 trajectories fan out into 3 clusters",
-        "nearest-neighbour purity of late checkpoints (own run) >= 0.9 (mean over runs, lower bound); "
+        f"nearest-neighbour purity of late checkpoints (own run) >= {F1_PURITY_MIN:g} (mean over runs, lower bound); "
         "between-run distance at the last epoch minus after epoch 1 > 0 (mean over pairs, lower bound)",
         "decided in prediction space (disagreement, total variation), not on t-SNE coordinates; the joint t-SNE "
         "of the first 5 runs is for the figure only; means with intervals, not 'every pair'"),
@@ -102,8 +184,9 @@ _ENTRIES = (
         "The Gaussians and the weight average are fitted in a flat, converged tail of the run, after the last "
         "learning-rate halving (the precondition of S1, S2, N2 and N3).",
         "[Fort] official code", "checkpoints of epochs 30-39 of 40, at the last learning rate",
-        "test accuracy of the last minus the first window snapshot within +- one binomial standard error of the "
-        "final accuracy (mean over seeds, both bounds); weight average minus final run >= - that error (lower bound)",
+        "test accuracy of the last minus the first window snapshot within +- noise, noise = "
+        f"{W1_NOISE_MULTIPLE:g} x the binomial standard error of the final accuracy (mean over seeds, both bounds); "
+        "weight average minus final run >= -noise (lower bound)",
         "a protocol check, not a claim of the paper; smoke windows take 3 snapshots per epoch over the last 4 "
         "epochs (official: 10 epoch ends)"),
     ClaimInfo(
@@ -111,16 +194,18 @@ _ENTRIES = (
         "Subspace samples (random direction, dropout, diagonal and low-rank Gaussian) stay within the mode of "
         "their own solution.",
         "[Fort] Fig. 4", "the clouds stay next to their own end point",
-        "per sampler at ensemble scales: >= 95% of samples closer in function space to their own centre than to "
-        "any other independent solution (mean over seeds, lower bound)",
+        f"per sampler at ensemble scales: >= {S1_OWN_MODE_FRACTION_MIN:.0%} of samples closer in function space to "
+        "their own centre than to each of the n_seeds - 1 independent runs that follow it (mean over seeds, lower "
+        "bound: the wider of the seed bootstrap's and the pooled samples' binomial one)",
         "scales relative to |theta*| (random) or to the window snapshots' spread (Gaussians), not the official "
         "absolute radii; 8 samples per run in the smoke tier (official: 30)"),
     ClaimInfo(
         "S2", "subspace diversity below independent runs",
         "At equal accuracy, no subspace sampler reaches the diversity of independent solutions.",
         "[Fort] Fig. 5", "independent ~0.85-1.0 normalised diversity; subspace samples on a lower curve",
-        "per sampler at plane scales: among samples within 5 points of the independent runs' accuracy, mean "
-        "normalised diversity <= 0.7 x the independent runs' (upper bound over seeds)",
+        f"per sampler at plane scales: among samples within {100 * S2_ACCURACY_BAND:g} points of the independent "
+        f"runs' accuracy, mean normalised diversity <= {S2_DIVERSITY_RATIO_MAX:g} x the independent runs' (upper "
+        "bound over seeds)",
         "plane scales calibrated on the smoke settings to reach near-chance accuracy, plus draws that spread "
         "over the accuracy band; 8 + 8 samples per run in the smoke tier (official: 50)"),
     ClaimInfo(
@@ -130,8 +215,8 @@ _ENTRIES = (
         "[WB] SmallCNN 62.7 -> 66.8 (2) -> 68.1 (4) -> 68.9 (6) -> 68.5 (10); MediumCNN 78.2 -> 83.2 (10); "
         "ResNet 86.6 -> 89.9",
         "K = 5 (smoke) or 10 (gpu) runs, means over K-subsets of the seeds with jackknife bounds: "
-        "acc(K) - acc(1) > 0; gain(1->2) - gain(K-1->K) >= 0; last gain - 0.25 x first gain <= 0; "
-        "Brier(K) - Brier(1) < 0; NLL(K) - NLL(1) < 0",
+        f"acc(K) - acc(1) > {N1_GAIN_MIN:g}; gain(1->2) - gain(K-1->K) >= 0; last gain - "
+        f"{N1_LAST_OVER_FIRST_GAIN_MAX:g} x first gain <= 0; Brier(K) - Brier(1) < 0; NLL(K) - NLL(1) < 0",
         "K fixed by tier (more seeds give more subsets, not bigger ensembles); the catalog's K was all runs"),
     ClaimInfo(
         "N2", "ensembles beat weight averaging and subspace ensembles",

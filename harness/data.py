@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.settings import DatasetSpec
+from harness.validation import check_int
 
 DIGITS_TEST_SIZE = 540  # 30% of 1,797, stratified
 _SPLIT_SEED = 0  # the digits split is part of the data set, not of a run: fixed forever
@@ -170,8 +171,7 @@ def synthetic_images(n: int, image_size: int, generator_seed: int) -> tuple[torc
     """
     if image_size % _NOISE_RES or image_size < _NOISE_RES:
         raise ValueError(f"image_size={image_size} is invalid: expected a multiple of {_NOISE_RES}")
-    if n < 1:
-        raise ValueError(f"n={n} is invalid: expected a positive number of images")
+    n = check_int("n", n, 1)
     g = torch.Generator().manual_seed(generator_seed)
     s, c = image_size, SYNTHETIC_CLASSES
     coarse = torch.randn(c, 3, s // _TEMPLATE_RES, s // _TEMPLATE_RES, generator=g)

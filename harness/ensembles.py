@@ -11,8 +11,8 @@ combiner        ensemble probability of class c for example n                   
 
 Conventions follow :mod:`harness.metrics`: probabilities are torch tensors or numpy arrays whose
 rows (last axis) sum to 1; results are float64 torch tensors; argmax ties go to the lowest class
-index. :func:`subset_curves` gives accuracy, Brier and NLL (as :func:`harness.metrics.brier_score`
-and :func:`harness.metrics.nll` define them) against the ensemble size k = 1..M.
+index. :func:`subset_curves` gives accuracy, Brier and NLL (as :func:`harness.scoring.brier_score_loss`
+and :func:`harness.scoring.nll` define them) against the ensemble size k = 1..M.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.metrics import NLL_EPS, as_labels, as_probs
+from harness.scoring import NLL_EPS
 from harness.stats import seed_subsets
+from harness.validation import as_labels, as_probs, check_int
 
 __all__ = ["COMBINERS", "MAX_SUBSETS", "SubsetCurves", "ensemble_probs", "subset_curves", "subset_metrics"]
 
@@ -171,8 +172,7 @@ def subset_curves(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nd
         not N, a ``max_subsets`` that is not a positive int, or a bad combiner.
     """
     _check_combiner(combiner, trim)
-    if isinstance(max_subsets, bool) or not isinstance(max_subsets, int) or max_subsets < 1:
-        raise ValueError(f"max_subsets={max_subsets!r} is invalid: expected an int >= 1")
+    max_subsets = check_int("max_subsets", max_subsets, 1)
     p = as_probs(probs, "probs", "(M, N, C)")
     m, n, c = p.shape
     y = as_labels(labels, "labels", c).to(p.device)

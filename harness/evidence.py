@@ -38,7 +38,12 @@ from harness.stats import (
 
 REPRODUCES, REFUTED, INCONCLUSIVE = "reproduces", "refuted", "inconclusive"
 OUTCOMES = (REPRODUCES, REFUTED, INCONCLUSIVE)
-DIRECTIONS = (">=", ">", "<=", "<")
+# The comparisons a criterion may make, and the symbol a report prints for each.
+DIRECTIONS = {">=": "≥", ">": ">", "<=": "≤", "<": "<"}
+# How a claim test's evidence travels from the test (fixtures.evidence) to the report
+# (reports.plugin): as pytest user properties under these names, which survive pytest-xdist.
+EVIDENCE_PROPERTY = "evidence"
+VERDICT_PROPERTY = "verdict"  # the verdict alone, for junit XML readers
 UNBOUNDED = (-math.inf, math.inf)
 # Ranges of the statistics claims use: an interval never leaves its statistic's range.
 FRACTION = (0.0, 1.0)
@@ -80,7 +85,7 @@ class Criterion:
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
-            raise ValueError(f"Criterion.direction={self.direction!r} is invalid: expected one of {DIRECTIONS}")
+            raise ValueError(f"Criterion.direction={self.direction!r} is invalid: expected one of {tuple(DIRECTIONS)}")
         if not 0.5 < self.level < 1:
             raise ValueError(f"Criterion.level={self.level!r} is invalid: expected a one-sided level in (0.5, 1)")
         low, high = self.limits
@@ -110,10 +115,60 @@ class Criterion:
         return REPRODUCES if clears else REFUTED if wrong else INCONCLUSIVE
 
     def describe(self) -> str:
-        """``name: estimate [lower, upper] direction threshold``, with the level."""
-        lower, upper = self.ci
-        return (f"{self.name}: {self.estimate:.5g} [{lower:.5g}, {upper:.5g}] {self.direction} {self.threshold:.5g} "
-                f"({self.level:.2%} one-sided bounds)")
+        """``name: estimate [lower, upper] direction threshold (level one-sided)`` (:func:`format_criterion`)."""
+        return format_criterion(asdict(self))
+
+
+# ----------------------------------------------------------------------------------------------
+# How criteria read: the one formatting of the terminal, the decision's messages, the HTML and
+# Markdown report and the comparison of two results files (reports read results.json's dicts).
+
+
+def format_number(value: float | None, digits: int = 5) -> str:
+    """A number for people: ``digits`` significant digits, NaN and infinities spelled out, None a dash;
+    integers and anything that is not a number as their text."""
+    if value is None:
+        return "—"
+    if isinstance(value, (bool, int, np.integer)) or not isinstance(value, (float, np.floating)):
+        return str(value)
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value:.{digits}g}"
+
+
+def format_interval(ci: Sequence[float] | None, level: float | None = None) -> str:
+    """``[lower, upper]``, with `` (98.75% one-sided)`` when the level is known; "" without an interval."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return ""
+    text = f"[{format_number(ci[0])}, {format_number(ci[1])}]"
+    # .5g: a level split over three looks (1 - 0.05 / 3) reads "98.333%", 0.95 reads "95%".
+    if isinstance(level, (int, float)) and math.isfinite(level):
+        text += f" ({level * 100:.5g}% one-sided)"
+    return text
+
+
+def format_threshold(direction: str, threshold: float | None, *, symbol: bool = False) -> str:
+    """``>= 0.5``, or ``≥ 0.5`` with ``symbol`` (:data:`DIRECTIONS`)."""
+    return f"{DIRECTIONS.get(direction, direction) if symbol else direction} {format_number(threshold)}"
+
+
+def format_criterion(criterion: dict, *, level: bool = True) -> str:
+    """``name: estimate [lower, upper] direction threshold``, the interval's level unless ``level`` is False.
+
+    Parameters
+    ----------
+    criterion : dict
+        A criterion as :meth:`Evidence.to_dict` writes it (and results.json holds it); ``ci`` and
+        ``level`` may be missing (results of schema version 2).
+    """
+    interval = format_interval(criterion.get("ci"))
+    text = (f"{criterion['name']}: {format_number(criterion.get('estimate'))}{' ' + interval if interval else ''} "
+            f"{format_threshold(criterion['direction'], criterion.get('threshold'))}")
+    with_level = format_interval(criterion.get("ci"), criterion.get("level")) if level else ""
+    return text + with_level[len(interval):]
 
 
 def _criterion(name: str, estimate: float, ci: tuple[float, float], threshold: float, direction: str, level: float,

@@ -1,5 +1,8 @@
 """The architectures the claims are tested on; every model maps NCHW float images to logits.
 
+(Over 400 lines on purpose: four architectures, their initialisations and the one check that two
+models share an architecture, which every caller of :func:`build` relies on alike.)
+
 All models take input of shape (N, C, H, W) and return unnormalised logits of shape
 (N, num_classes). Parameter names are stable (stored runs are keyed by them) and
 ``state_dict()`` lists them from input to output.
@@ -69,6 +72,7 @@ import torch
 from torch import nn
 
 from harness.settings import NORMS, ModelSpec
+from harness.validation import check_int
 
 # Modules glorot_init_ knows; any other module owning parameters is an error, not a silent skip.
 _NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
@@ -79,11 +83,6 @@ _MAX_GROUPS = 8
 
 # ----------------------------------------------------------------------------------------------
 # Validation
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid: expected a positive int")
 
 
 def _check_widths(name: str, widths: object, length: int | None = None) -> None:
@@ -143,9 +142,9 @@ def mlp(in_features: int, widths: tuple[int, ...], num_classes: int, dropout: fl
         Maps (N, C, H, W) or (N, in_features) float tensors to logits of shape (N, num_classes).
         Parameters: ``hidden.<i>.linear.{weight,bias}``, ``head.{weight,bias}``.
     """
-    _check_positive_int("mlp: in_features", in_features)
+    check_int("mlp: in_features", in_features, 1)
     _check_widths("mlp", widths)
-    _check_positive_int("mlp: num_classes", num_classes)
+    check_int("mlp: num_classes", num_classes, 1)
     _check_dropout("mlp", dropout)
     return MLP(in_features, widths, num_classes, dropout)
 
@@ -215,9 +214,9 @@ def small_cnn(in_channels: int, image_size: int, num_classes: int, widths: tuple
         For a non-positive size, bad widths or dropout, or an image size that the blocks cannot
         halve ``len(widths)`` times.
     """
-    _check_positive_int("small_cnn/medium_cnn: in_channels", in_channels)
-    _check_positive_int("small_cnn/medium_cnn: image_size", image_size)
-    _check_positive_int("small_cnn/medium_cnn: num_classes", num_classes)
+    check_int("small_cnn/medium_cnn: in_channels", in_channels, 1)
+    check_int("small_cnn/medium_cnn: image_size", image_size, 1)
+    check_int("small_cnn/medium_cnn: num_classes", num_classes, 1)
     _check_widths("small_cnn/medium_cnn", widths)
     _check_dropout("small_cnn/medium_cnn", dropout)
     divisor = 2 ** len(widths)
@@ -340,8 +339,8 @@ def resnet20(in_channels: int, num_classes: int, widths: tuple[int, ...] = (16, 
         ``stages.<s>.<b>.{conv1,norm1,conv2,norm2}.*``, ``stages.<s>.0.shortcut.{conv,norm}.*``
         (s = 1, 2), ``head.*``.
     """
-    _check_positive_int("resnet20: in_channels", in_channels)
-    _check_positive_int("resnet20: num_classes", num_classes)
+    check_int("resnet20: in_channels", in_channels, 1)
+    check_int("resnet20: num_classes", num_classes, 1)
     _check_widths("resnet20", widths, length=3)
     if norm not in NORMS:
         raise ValueError(f"resnet20: norm={norm!r} is invalid: expected one of {NORMS}")
@@ -411,8 +410,8 @@ def build(spec: ModelSpec, in_channels: int, image_size: int, num_classes: int) 
     """
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"build: spec={spec!r} is invalid: expected a harness.settings.ModelSpec")
-    _check_positive_int("build: in_channels", in_channels)
-    _check_positive_int("build: image_size", image_size)
+    check_int("build: in_channels", in_channels, 1)
+    check_int("build: image_size", image_size, 1)
     if spec.name == "mlp":
         model = mlp(in_channels * image_size * image_size, spec.widths, num_classes, spec.dropout)
     elif spec.name in ("small_cnn", "medium_cnn"):
@@ -424,3 +423,44 @@ def build(spec: ModelSpec, in_channels: int, image_size: int, num_classes: int) 
     if spec.init == "glorot":
         glorot_init_(model)
     return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparing two models
+
+
+def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
+    """ValueError unless two models can be compared weight for weight: the same architecture
+    (the message names the first difference) and finite weights (a NaN or inf is a diverged run).
+
+    Models that differ only in their dropout rates pass. Used by :mod:`harness.matching` and
+    :mod:`harness.interpolation`.
+    """
+    if type(model_a) is not type(model_b):
+        raise ValueError(
+            f"model_a is a {type(model_a).__name__} and model_b a {type(model_b).__name__}: "
+            f"expected two models of the same architecture"
+        )
+    modules_a, modules_b = dict(model_a.named_modules()), dict(model_b.named_modules())
+    if list(modules_a) != list(modules_b):
+        only = sorted(set(modules_a) ^ set(modules_b)) or ["(same names, different order)"]
+        raise ValueError(f"model_a and model_b have different modules: {only[:4]}")
+    for name, a in modules_a.items():
+        b = modules_b[name]
+        # Dropout is off in eval mode, where everything here is evaluated: runs that differ only
+        # in their dropout rate are comparable. Anything else (sizes, GroupNorm groups) is not.
+        same = type(a) is type(b) and (isinstance(a, nn.Dropout) or a.extra_repr() == b.extra_repr())
+        if not same:
+            raise ValueError(
+                f"model_a and model_b differ at module {name or '(root)'!r}: {type(a).__name__}({a.extra_repr()}) "
+                f"vs {type(b).__name__}({b.extra_repr()}); "
+                f"expected two models of the same architecture"
+            )
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    for key, a in state_a.items():
+        b = state_b[key]
+        if a.shape != b.shape:
+            raise ValueError(f"{key} has shape {tuple(a.shape)} in model_a and {tuple(b.shape)} in model_b")
+        for which, t in (("model_a", a), ("model_b", b)):
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise ValueError(f"{which}: {key} has NaN or infinite values (a diverged run?)")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from harness.evidence import INCONCLUSIVE, Evidence
 from harness.stats import CONFIDENCE, MIN_SEEDS
+from harness.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,7 @@ class SeedSchedule:
     alpha: float = 1 - CONFIDENCE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.first, int) or self.first < MIN_SEEDS:
-            raise ValueError(f"SeedSchedule.first={self.first!r} is invalid: expected an int >= {MIN_SEEDS}")
+        check_int("SeedSchedule.first", self.first, MIN_SEEDS)
         if not isinstance(self.cap, int) or self.cap < self.first:
             raise ValueError(f"SeedSchedule.cap={self.cap!r} is invalid: expected an int >= first={self.first}")
         if not 0 < self.alpha < 0.5:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.stats import MIN_SEEDS
+from harness.validation import check_int
 
 # Bump when the on-disk run format or the training loop changes what a key means: old entries
 # then simply miss and are retrained, never misread. 2: runs keep their subspace-window snapshots.
@@ -51,9 +52,6 @@ def _check_choice(owner: str, name: str, value: object, choices: tuple) -> None:
         _fail(owner, name, value, f"one of {choices}")
 
 
-def _check_int(owner: str, name: str, value: object, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        _fail(owner, name, value, f"an int >= {low}")
 
 
 @dataclass(frozen=True)
@@ -86,11 +84,11 @@ class DatasetSpec:
         _check_choice("DatasetSpec", "name", self.name, DATASETS)
         sizes = {"digits": (8,), "cifar10": (32,), "cifar100": (32,), "synthetic": (16, 32)}
         _check_choice("DatasetSpec", "image_size", self.image_size, sizes[self.name])
-        _check_int("DatasetSpec", "n_val", self.n_val, 0)
-        _check_int("DatasetSpec", "generator_seed", self.generator_seed, 0)
+        check_int("DatasetSpec.n_val", self.n_val, 0)
+        check_int("DatasetSpec.generator_seed", self.generator_seed, 0)
         if self.name == "synthetic":
-            _check_int("DatasetSpec", "n_train", self.n_train, self.n_val + 1)
-            _check_int("DatasetSpec", "n_test", self.n_test, 1)
+            check_int("DatasetSpec.n_train", self.n_train, self.n_val + 1)
+            check_int("DatasetSpec.n_test", self.n_test, 1)
         else:
             for attr in ("n_train", "n_test"):
                 if getattr(self, attr) is not None:
@@ -172,8 +170,8 @@ class Window:
     per_epoch: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("Window", "epochs", self.epochs, 1)
-        _check_int("Window", "per_epoch", self.per_epoch, 1)
+        check_int("Window.epochs", self.epochs, 1)
+        check_int("Window.per_epoch", self.per_epoch, 1)
         if self.snapshots < MIN_WINDOW_SNAPSHOTS:
             _fail("Window", "epochs x per_epoch", self.snapshots, f"at least {MIN_WINDOW_SNAPSHOTS} snapshots")
 
@@ -223,12 +221,12 @@ class Recipe:
     window: Window | None = None
 
     def __post_init__(self) -> None:
-        _check_int("Recipe", "epochs", self.epochs, 1)
-        _check_int("Recipe", "batch_size", self.batch_size, 1)
+        check_int("Recipe.epochs", self.epochs, 1)
+        check_int("Recipe.batch_size", self.batch_size, 1)
         if not (isinstance(self.lr, (int, float)) and 0.0 < self.lr < 1.0):
             _fail("Recipe", "lr", self.lr, "a float in (0, 1)")
         if self.lr_halving_every is not None:
-            _check_int("Recipe", "lr_halving_every", self.lr_halving_every, 1)
+            check_int("Recipe.lr_halving_every", self.lr_halving_every, 1)
         if self.weight_epochs != "all":
             ok = isinstance(self.weight_epochs, tuple) and all(
                 isinstance(e, int) and 0 <= e <= self.epochs for e in self.weight_epochs
@@ -297,8 +295,8 @@ class Setting:
         if not isinstance(self.name, str) or not self.name:
             _fail("Setting", "name", self.name, "a non-empty string")
         _check_choice("Setting", "tier", self.tier, TIERS)
-        _check_int("Setting", "n_seeds", self.n_seeds, MIN_SEEDS)
-        _check_int("Setting", "max_seeds", self.max_seeds, self.n_seeds)
+        check_int("Setting.n_seeds", self.n_seeds, MIN_SEEDS)
+        check_int("Setting.max_seeds", self.max_seeds, self.n_seeds)
 
     def spec(self) -> dict:
         """The part of the setting that determines the runs (no name, tier or seeds)."""

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.stats
 
+from harness.validation import check_int
+
 # Nominal one-sided confidence level of a decision over all its looks (the conventional 95%);
 # harness.sequential splits 1 - CONFIDENCE across the looks.
 CONFIDENCE = 0.95
@@ -118,8 +120,7 @@ def accuracy_standard_error(accuracy: float, n_examples: int) -> float:
     The test-set noise of one accuracy: differences below it are not resolved by the test set
     (e.g. 0.79 points at 96.5% on digits' 540 test images, 0.46 at 70% on 10,000).
     """
-    if isinstance(n_examples, bool) or not isinstance(n_examples, (int, np.integer)) or n_examples < 1:
-        raise ValueError(f"n_examples={n_examples!r} is invalid: expected an int >= 1")
+    n_examples = check_int("n_examples", n_examples, 1)
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"accuracy={accuracy!r} is invalid: expected a fraction in [0, 1]")
     return math.sqrt(accuracy * (1.0 - accuracy) / n_examples)

@@ -2,7 +2,7 @@
 
 Every sampler is a pure function of flat weights (or a run's checkpoints), a sample count, a scale
 and a ``torch.Generator``; it returns flat float32 vectors in the order of
-:func:`harness.metrics.weight_vector` with ``subset="all"`` (every floating-point parameter;
+:func:`harness.weightspace.weight_vector` with ``subset="all"`` (every floating-point parameter;
 BatchNorm running statistics and ``num_batches_tracked`` are buffers and are never perturbed:
 :func:`unflatten` keeps them from the template). :func:`predict_states` turns the vectors into
 softmax probabilities.
@@ -39,10 +39,11 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.metrics import parameter_names, weight_vector
+from harness.interpolation import recompute_batchnorm_stats_
 from harness.settings import Setting
-from harness.symmetry import recompute_batchnorm_stats_
 from harness.training import EVAL_BATCH, Run, model_at, predict_proba
+from harness.validation import check_int
+from harness.weightspace import parameter_names, weight_vector
 
 __all__ = [
     "ENSEMBLE_SAMPLES",
@@ -135,7 +136,7 @@ PLANE_SCALES = Scales(random=2.0, dropout=0.9, diag=100.0, pca=100.0, gaussian_s
 def flatten(state: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Every floating-point parameter of a state dict as one float32 vector, shape (D,).
 
-    The order is that of ``harness.metrics.weight_vector(state, "all")`` (``state_dict`` order);
+    The order is that of ``harness.weightspace.weight_vector(state, "all")`` (``state_dict`` order);
     BatchNorm running statistics and counters are left out.
     """
     return weight_vector(state, "all").float()
@@ -186,8 +187,7 @@ def window_snapshots(run: Run) -> torch.Tensor:
 
 
 def _check(n: int, scale: float, generator: torch.Generator) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n={n!r} is invalid: expected an int >= 1 samples")
+    check_int("n", n, 1)
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale={scale!r} is invalid: expected a finite float >= 0")
     if not isinstance(generator, torch.Generator):
@@ -309,8 +309,7 @@ def low_rank_gaussian_samples(checkpoints: torch.Tensor, n: int, scale: float, g
     """
     x = _checkpoints(checkpoints)
     _check(n, scale, generator)
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank={rank!r} is invalid: expected an int >= 1")
+    rank = check_int("rank", rank, 1)
     mean = x.mean(0)
     _, sv, vh = torch.linalg.svd(x - mean, full_matrices=False)
     k = min(rank, x.shape[0] - 1)
@@ -353,7 +352,7 @@ def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[M
 
     One model (``run``'s final epoch, on ``device``) is loaded with each state in turn. For models
     with BatchNorm the running statistics of every state are recomputed on ``train_x`` after the
-    perturbation (:func:`harness.symmetry.recompute_batchnorm_stats_`): the statistics of the
+    perturbation (:func:`harness.interpolation.recompute_batchnorm_stats_`): the statistics of the
     unperturbed centre would not describe the perturbed network.
 
     Parameters

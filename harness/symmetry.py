@@ -1,4 +1,7 @@
-"""Neuron-permutation symmetry: permutation specs, permuted models, weight matching, barriers.
+"""Neuron-permutation symmetry: permutation specs and permuted models.
+
+(Just over 400 lines: one permutation spec per architecture, and permuting by it; weight matching
+and interpolation live in :mod:`harness.matching` and :mod:`harness.interpolation`.)
 
 The symmetry
 ------------
@@ -37,20 +40,16 @@ ResNet20 (residual constraint)
 Normalisation layers
 --------------------
 BatchNorm normalises each channel on its own, so its weight, bias, running_mean and running_var
-move with their channels and the permuted model's eval-mode output equals the original's (P1),
-and a planted permutation is recovered together with the statistics (P2): no re-estimate is
-needed. Running statistics are *not* weights, though: they belong to the exact weights they
-were collected with. An interpolated or perturbed network's activation statistics are not the
-interpolation of the endpoints' statistics (the variance of a mixture is not the mixture of
-variances), so :func:`interpolation_barrier` recomputes them on training data at every point
-(:func:`recompute_batchnorm_stats_`); so must anyone evaluating perturbed BatchNorm weights.
+move with their channels and the permuted model's eval-mode output equals the original's (P1).
 
 GroupNorm(G, C) normalises each of G contiguous blocks of C/G channels with shared statistics.
 A channel permutation preserves the function only if it maps every block onto a block: whole
 blocks may be exchanged and channels permuted within blocks, nothing else. ``UnitGroup.norm_groups``
-records G; :func:`random_permutation` draws from exactly that set, :func:`weight_matching` solves
-its assignment problem over exactly that set (exactly, see :func:`match_weights`), and
-:func:`permute` rejects anything else. ``norm="layer"`` is GroupNorm(1, C): any permutation.
+records G; :func:`random_permutation` draws from exactly that set, :func:`permute` rejects anything
+else, and :func:`harness.matching.weight_matching` searches exactly that set.
+``norm="layer"`` is GroupNorm(1, C): any permutation.
+
+Weight matching (aligning one model's units onto another's) is :mod:`harness.matching`.
 
 Examples
 --------
@@ -65,22 +64,15 @@ Examples
 >>> x = torch.randn(4, 64)
 >>> torch.allclose(net(x), twin(x), atol=1e-6)
 True
->>> aligned = symmetry.permute(twin, symmetry.weight_matching(net, twin))
->>> all(torch.equal(v, aligned.state_dict()[k]) for k, v in net.state_dict().items())
-True
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass, field
 from itertools import chain
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from harness.models import MLP, OfficialCNN, ResNet20
@@ -88,11 +80,6 @@ from harness.models import MLP, OfficialCNN, ResNet20
 # Modules whose per-channel tensors a unit group moves; any other module on a unit's path is an
 # error in permutation_spec, not a silent omission that would break P1.
 _CHANNEL_MODULES = (nn.Linear, nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm, nn.Identity)
-_BATCHNORM = nn.modules.batchnorm._BatchNorm
-
-
-class WeightMatchingWarning(RuntimeWarning):
-    """Weight matching stopped at ``max_iter`` sweeps while its objective was still improving."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,8 +378,23 @@ def check_permutation(spec: PermutationSpec, perm: dict[str, torch.Tensor]) -> N
             )
 
 
-def _take(tensor: torch.Tensor, axis: Axis, index: torch.Tensor) -> torch.Tensor:
-    """``tensor`` with the units on ``axis`` reordered by ``index`` (unit i <- unit index[i])."""
+def take_units(tensor: torch.Tensor, axis: Axis, index: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with the units on ``axis`` reordered: unit i of the result is unit ``index[i]``.
+
+    Used by :func:`permute` and by weight matching (:mod:`harness.matching`).
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        A state-dict entry with n * ``axis.repeat`` entries on dim ``axis.dim``.
+    axis : Axis
+        Which dim indexes the units, and how many consecutive entries each unit owns.
+    index : torch.Tensor, shape (n,), int64
+
+    Returns
+    -------
+    torch.Tensor, the shape of ``tensor``
+    """
     index = index.to(tensor.device)
     if axis.repeat == 1:
         return tensor.index_select(axis.dim, index)
@@ -424,399 +426,7 @@ def permute(model: nn.Module, perm: dict[str, torch.Tensor]) -> nn.Module:
     state = model.state_dict()
     for group in spec.unit_groups:
         for axis in group.axes:
-            state[axis.key] = _take(state[axis.key], axis, perm[group.name])
+            state[axis.key] = take_units(state[axis.key], axis, perm[group.name])
     out = copy.deepcopy(model)
     out.load_state_dict(state)
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation shared by matching and interpolation
-
-
-def _check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
-    """ValueError naming the first difference between two models' architectures, or a
-    non-finite weight (a diverged run)."""
-    if type(model_a) is not type(model_b):
-        raise ValueError(
-            f"model_a is a {type(model_a).__name__} and model_b a {type(model_b).__name__}: "
-            f"expected two models of the same architecture"
-        )
-    modules_a, modules_b = dict(model_a.named_modules()), dict(model_b.named_modules())
-    if list(modules_a) != list(modules_b):
-        only = sorted(set(modules_a) ^ set(modules_b)) or ["(same names, different order)"]
-        raise ValueError(f"model_a and model_b have different modules: {only[:4]}")
-    for name, a in modules_a.items():
-        b = modules_b[name]
-        # Dropout is off in eval mode, where everything here is evaluated: runs that differ only
-        # in their dropout rate are comparable. Anything else (sizes, GroupNorm groups) is not.
-        same = type(a) is type(b) and (isinstance(a, nn.Dropout) or a.extra_repr() == b.extra_repr())
-        if not same:
-            raise ValueError(
-                f"model_a and model_b differ at module {name or '(root)'!r}: {type(a).__name__}({a.extra_repr()}) "
-                f"vs {type(b).__name__}({b.extra_repr()}); "
-                f"expected two models of the same architecture"
-            )
-    state_a, state_b = model_a.state_dict(), model_b.state_dict()
-    for key, a in state_a.items():
-        b = state_b[key]
-        if a.shape != b.shape:
-            raise ValueError(f"{key} has shape {tuple(a.shape)} in model_a and {tuple(b.shape)} in model_b")
-        for which, t in (("model_a", a), ("model_b", b)):
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise ValueError(f"{which}: {key} has NaN or infinite values (a diverged run?)")
-
-
-# ----------------------------------------------------------------------------------------------
-# Weight matching
-
-
-@dataclass(frozen=True)
-class WeightMatching:
-    """Result of :func:`match_weights`.
-
-    Attributes
-    ----------
-    perm : dict of str to torch.Tensor
-        Group name -> int64 tensor (n,); ``permute(model_b, perm)`` is aligned onto model_a.
-    sweeps : int
-        Full sweeps over the unit groups, the last one included (it found no improvement when
-        ``converged``).
-    converged : bool
-        False when ``max_iter`` sweeps all still improved the objective.
-    """
-
-    perm: dict[str, torch.Tensor]
-    sweeps: int
-    converged: bool
-
-
-def _unit_rows(tensor: torch.Tensor, axis: Axis, size: int) -> torch.Tensor:
-    """(size, rest): row i holds every entry of ``tensor`` that belongs to unit i on ``axis``."""
-    shape = tensor.shape
-    units = tensor.reshape(shape[:axis.dim] + (size, axis.repeat) + shape[axis.dim + 1:])
-    return units.movedim(axis.dim, 0).reshape(size, -1)
-
-
-def _assign(similarity: np.ndarray, norm_groups: int) -> np.ndarray:
-    """The admissible permutation p maximising sum_i similarity[i, p[i]].
-
-    For GroupNorm blocks the optimum over block-respecting permutations is exact: the best
-    within-block assignment for every (target block g, source block h) pair, then the best
-    assignment of source blocks to target blocks on those values.
-    """
-    if norm_groups == 1:
-        return linear_sum_assignment(similarity, maximize=True)[1]
-    n = similarity.shape[0]
-    k = n // norm_groups
-    value = np.empty((norm_groups, norm_groups))
-    inner = {}
-    for g in range(norm_groups):
-        for h in range(norm_groups):
-            block = similarity[g * k:(g + 1) * k, h * k:(h + 1) * k]
-            cols = linear_sum_assignment(block, maximize=True)[1]
-            value[g, h] = block[np.arange(k), cols].sum()
-            inner[g, h] = cols
-    source = linear_sum_assignment(value, maximize=True)[1]
-    return np.concatenate([source[g] * k + inner[g, source[g]] for g in range(norm_groups)])
-
-
-def match_weights(model_a: nn.Module, model_b: nn.Module, max_iter: int = 100, seed: int = 0) -> WeightMatching:
-    """Weight matching (Ainsworth et al. 2023, Algorithm 1), with its sweep count.
-
-    Maximises ``sum over parameters of <theta_a, pi(theta_b)>`` over admissible permutations
-    ``pi`` of model_b by coordinate descent: visit the unit groups in a random order (seeded),
-    and for each solve the linear assignment problem (``scipy.optimize.linear_sum_assignment``)
-    on ``S[i, j] = sum over the group's axes of <unit i of a, unit j of b>``, with b's other
-    axes permuted by the current permutations of the other groups. A group's permutation is
-    replaced only when that strictly raises the objective (up to float rounding), so the
-    objective never decreases and the loop stops after the first sweep without improvement.
-    For channels under GroupNorm(G, C) with G > 1 the assignment is solved exactly over the
-    admissible (block-respecting) permutations: the best within-block assignment for every pair
-    of blocks, then the best assignment of blocks on those values.
-
-    Only parameters enter the objective; BatchNorm running statistics are data statistics, not
-    weights, and are carried along by :func:`permute`.
-
-    Parameters
-    ----------
-    model_a, model_b : nn.Module
-        Two models of the same architecture (:func:`permutation_spec` must know it).
-    max_iter : int
-        Maximum number of sweeps over all unit groups.
-    seed : int
-        Seed of the group visiting order.
-
-    Returns
-    -------
-    WeightMatching
-        ``.perm`` aligns model_b onto model_a: ``permute(model_b, result.perm)``.
-
-    Raises
-    ------
-    ValueError
-        For models of different architectures (the message names the first difference), non-
-        finite weights, or an invalid ``max_iter``/``seed``.
-
-    Warns
-    -----
-    WeightMatchingWarning
-        When ``max_iter`` sweeps were used without converging; the permutation returned is
-        still admissible and at least as good as the identity.
-    """
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
-        raise ValueError(f"max_iter={max_iter!r} is invalid: expected a positive int")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed={seed!r} is invalid: expected a non-negative int")
-    _check_same_architecture(model_a, model_b)
-    spec = permutation_spec(model_a)
-    parameters = {name for name, _ in model_a.named_parameters()}
-    state_a = {k: v.detach().double() for k, v in model_a.state_dict().items() if k in parameters}
-    state_b = {k: v.detach().double() for k, v in model_b.state_dict().items() if k in parameters}
-    # Which groups act on each tensor, so that b's other axes can be permuted by their groups.
-    acting: dict[str, list[tuple[str, Axis]]] = {}
-    for group in spec.unit_groups:
-        for axis in group.axes:
-            acting.setdefault(axis.key, []).append((group.name, axis))
-    # a's side of every similarity matrix never changes.
-    rows_a = {
-        (group.name, axis): _unit_rows(state_a[axis.key], axis, group.size)
-        for group in spec.unit_groups for axis in group.axes if axis.key in parameters
-    }
-
-    perm = {name: p.numpy() for name, p in identity_permutation(spec).items()}
-    rng = np.random.default_rng(seed)
-    for sweep in range(1, max_iter + 1):
-        improved = False
-        for index in rng.permutation(len(spec.unit_groups)):
-            group = spec.unit_groups[index]
-            similarity = torch.zeros(group.size, group.size, dtype=torch.float64)
-            for axis in group.axes:
-                if axis.key not in parameters:
-                    continue
-                b = state_b[axis.key]
-                for other, other_axis in acting[axis.key]:
-                    if other != group.name:
-                        b = _take(b, other_axis, torch.from_numpy(perm[other]))
-                similarity += (rows_a[group.name, axis] @ _unit_rows(b, axis, group.size).T).cpu()
-            similarity = similarity.numpy()
-            old = perm[group.name]
-            new = _assign(similarity, group.norm_groups)
-            units = np.arange(group.size)
-            gain = similarity[units, new].sum() - similarity[units, old].sum()
-            # Ties and rounding-level gains keep the old permutation, so the loop terminates.
-            if gain > 1e-12 * group.size * np.abs(similarity).max():
-                perm[group.name] = new
-                improved = True
-        if not improved:
-            return WeightMatching({k: torch.from_numpy(v).long() for k, v in perm.items()}, sweep, True)
-    warnings.warn(
-        f"weight matching did not converge in max_iter={max_iter} sweeps over {len(spec.unit_groups)} "
-        f"unit groups; returning the best permutation found",
-        WeightMatchingWarning, stacklevel=2,
-    )
-    return WeightMatching({k: torch.from_numpy(v).long() for k, v in perm.items()}, max_iter, False)
-
-
-def weight_matching(model_a: nn.Module, model_b: nn.Module, max_iter: int = 100,
-                    seed: int = 0) -> dict[str, torch.Tensor]:
-    """The permutation of model_b's units that aligns it onto model_a (Ainsworth et al., Alg. 1).
-
-    Same parameters, errors and warning as :func:`match_weights`, which also reports the number
-    of sweeps.
-
-    Returns
-    -------
-    dict of str to torch.Tensor
-        Group name -> int64 tensor (n,): ``permute(model_b, perm)`` is model_b aligned onto a.
-    """
-    return match_weights(model_a, model_b, max_iter=max_iter, seed=seed).perm
-
-
-# ----------------------------------------------------------------------------------------------
-# Linear interpolation
-
-
-@dataclass(frozen=True)
-class Interpolation:
-    """Loss and accuracy along the segment (1 - t) theta_a + t theta_b.
-
-    Attributes
-    ----------
-    t : torch.Tensor, shape (n_points,), float64
-        ``linspace(0, 1, n_points)``.
-    loss : torch.Tensor, shape (n_points,), float64
-        Mean cross-entropy (nats) at each t.
-    accuracy : torch.Tensor, shape (n_points,), float64
-        Top-1 accuracy in [0, 1] at each t.
-    loss_barrier : float
-        ``max_t loss(t) - ((1 - t) loss(0) + t loss(1))``; >= 0 (the endpoints give 0).
-    accuracy_barrier : float
-        ``max_t ((1 - t) acc(0) + t acc(1)) - acc(t)``: the largest accuracy *drop* below the
-        chord, in [0, 1], so that larger is worse for both barriers.
-    """
-
-    t: torch.Tensor
-    loss: torch.Tensor
-    accuracy: torch.Tensor
-    loss_barrier: float
-    accuracy_barrier: float
-
-
-def _as_inputs(data: object, name: str) -> torch.Tensor:
-    x = data if isinstance(data, torch.Tensor) else getattr(data, "x", None)
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or len(x) == 0:
-        raise ValueError(
-            f"{name} must be a non-empty float tensor of shape (N, C, H, W), or have one as .x "
-            f"(a harness.data.Split); got {type(data).__name__}"
-            + (f" with x of dtype {x.dtype} and shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else "")
-        )
-    return x
-
-
-def _as_examples(data: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x = _as_inputs(data, name)
-    y = getattr(data, "y", None)
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(x),):
-        desc = f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ValueError(f"{name}.y must be an int64 tensor of shape ({len(x)},) matching {name}.x; got {desc}")
-    return x, y
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(chain(model.parameters(), model.buffers())).device
-
-
-def recompute_batchnorm_stats_(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> nn.Module:
-    """Re-estimate every BatchNorm layer's running statistics on ``x``, in place; return model.
-
-    Running statistics are reset, then averaged over the batches of ``x`` with equal weight
-    (``momentum=None``, PyTorch's cumulative average) in train mode for the BatchNorm layers
-    only: dropout and every other module stay in eval mode, so the statistics are those of the
-    deterministic network that eval mode evaluates. Models without BatchNorm are returned
-    unchanged. The model's train/eval mode and the layers' momentum are restored afterwards.
-
-    Parameters
-    ----------
-    model : nn.Module
-    x : torch.Tensor, shape (N, C, H, W)
-        Training inputs (never test data: the statistics are part of the model).
-    batch_size : int
-        Examples per forward pass; one batch of all of ``x`` gives the exact moments.
-    """
-    layers = [m for m in model.modules() if isinstance(m, _BATCHNORM)]
-    if not layers:
-        return model
-    was_training = model.training
-    momenta = [layer.momentum for layer in layers]
-    model.eval()
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None
-        layer.train()
-    device = _device(model)
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            model(x[start:start + batch_size].to(device))
-    for layer, momentum in zip(layers, momenta, strict=True):
-        layer.momentum = momentum
-    model.train(was_training)
-    return model
-
-
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` in eval mode, accumulated in float64."""
-    model.eval()
-    device = _device(model)
-    loss, correct = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = model(x[start:start + batch_size].to(device)).double()
-            target = y[start:start + batch_size].to(device)
-            if start == 0 and (y.min() < 0 or y.max() >= logits.shape[1]):
-                raise ValueError(f"labels must lie in 0..{logits.shape[1] - 1} for this model; got "
-                                 f"{y.min().item()}..{y.max().item()}")
-            loss += F.cross_entropy(logits, target, reduction="sum").item()
-            correct += (logits.argmax(dim=1) == target).sum().item()
-    return loss / len(x), correct / len(x)
-
-
-def interpolation_barrier(model_a: nn.Module, model_b: nn.Module, data: object, n_points: int = 11, *,
-                          bn_data: object = None, batch_size: int = 1024) -> Interpolation:
-    """Loss and accuracy on the straight line between two models, and its barriers.
-
-    Evaluates the model with weights ``(1 - t) theta_a + t theta_b`` (``torch.lerp``: exact at
-    t = 0 and t = 1, and exact everywhere when the two models are equal) for t in
-    ``linspace(0, 1, n_points)``, in eval mode. For a model with BatchNorm the running statistics
-    are *recomputed on ``bn_data`` at every t, endpoints included* (see
-    :func:`recompute_batchnorm_stats_` and the module docstring): interpolating the stored
-    statistics would evaluate the interpolated weights with statistics that belong to no
-    network, and recomputing at the endpoints too keeps every point of the curve comparable.
-    Without BatchNorm the endpoints reproduce each model's own eval loss exactly.
-
-    Parameters
-    ----------
-    model_a, model_b : nn.Module
-        Two models of the same architecture, on the same device; neither is modified. Align them
-        first (``permute(model_b, weight_matching(model_a, model_b))``) for the aligned barrier.
-    data : harness.data.Split or object with .x, .y
-        x : torch.Tensor, shape (N, C, H, W), float; y : torch.Tensor, shape (N,), int64.
-    n_points : int
-        Points on the segment, >= 2.
-    bn_data : harness.data.Split, object with .x, or torch.Tensor of shape (M, C, H, W)
-        Training inputs to recompute BatchNorm statistics on; required when the models have
-        BatchNorm, unused otherwise.
-    batch_size : int
-        Examples per forward pass (for both evaluation and statistics).
-
-    Returns
-    -------
-    Interpolation
-
-    Raises
-    ------
-    ValueError
-        For models of different architectures (naming the first difference) or with non-finite
-        weights, malformed data, labels outside the model's classes, ``n_points < 2``, or a
-        BatchNorm model without ``bn_data``.
-    """
-    if not isinstance(n_points, int) or isinstance(n_points, bool) or n_points < 2:
-        raise ValueError(f"n_points={n_points!r} is invalid: expected an int >= 2 (both endpoints)")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is invalid: expected a positive int")
-    _check_same_architecture(model_a, model_b)
-    x, y = _as_examples(data, "data")
-    has_batchnorm = any(isinstance(m, _BATCHNORM) for m in model_a.modules())
-    if has_batchnorm:
-        if bn_data is None:
-            raise ValueError(
-                "the models have BatchNorm: pass bn_data (training inputs, e.g. data.train) to recompute "
-                "the running statistics at each point of the interpolation"
-            )
-        bn_x = _as_inputs(bn_data, "bn_data")
-
-    state_a, state_b = model_a.state_dict(), model_b.state_dict()
-    work = copy.deepcopy(model_a)
-    t = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
-    loss = torch.empty(n_points, dtype=torch.float64)
-    accuracy = torch.empty(n_points, dtype=torch.float64)
-    for i, ti in enumerate(t.tolist()):
-        # Integer buffers (num_batches_tracked) are counters, not weights: keep model_a's.
-        work.load_state_dict({
-            key: torch.lerp(a, state_b[key], ti) if a.is_floating_point() else a for key, a in state_a.items()
-        })
-        if has_batchnorm:
-            recompute_batchnorm_stats_(work, bn_x, batch_size)
-        loss[i], accuracy[i] = _evaluate(work, x, y, batch_size)
-
-    # The chords by torch.lerp, as the weights: exact at both ends and, when the two ends are
-    # equal, exactly that constant. (1 - t) * v + t * v can miss v by an ulp (3.7356568258199236
-    # at t = 2/3 gives 4.4e-16 less), which gave a model and itself a barrier of 4.4e-16 on CPUs
-    # whose kernels happen to produce such a loss.
-    loss_chord = torch.lerp(loss[0], loss[-1], t)
-    accuracy_chord = torch.lerp(accuracy[0], accuracy[-1], t)
-    return Interpolation(
-        t=t, loss=loss, accuracy=accuracy,
-        loss_barrier=(loss - loss_chord).max().item(),
-        accuracy_barrier=(accuracy_chord - accuracy).max().item(),
-    )

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 
 from harness import data as data_lib
 from harness.data import Data
-from harness.metrics import weight_vector
 from harness.models import build
 from harness.settings import Setting
+from harness.validation import check_int
+from harness.weightspace import weight_vector
 
 
 class DivergedError(RuntimeError):
@@ -46,7 +47,7 @@ class Run:
     eval_labels : torch.Tensor, shape (N,), int64
     window : torch.Tensor, shape (K, D), float32
         The recipe's subspace-window snapshots (:class:`harness.settings.Window`), in training
-        order, as flat parameters (``harness.metrics.weight_vector(state, "all")``: buffers such
+        order, as flat parameters (``harness.weightspace.weight_vector(state, "all")``: buffers such
         as BatchNorm statistics are not kept); K = 0 when the recipe has no window.
     train_loss, train_acc : torch.Tensor, shape (E,), float64
         Mean training loss and accuracy over each epoch's batches (train mode).
@@ -139,11 +140,9 @@ def train(
     DivergedError
         When an epoch's training loss is NaN or infinite.
     """
-    init_seed = seed if init_seed is None else init_seed
-    data_seed = seed if data_seed is None else data_seed
-    for name, value in (("seed", seed), ("init_seed", init_seed), ("data_seed", data_seed)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name}={value!r} is invalid: expected a non-negative int")
+    seed = check_int("seed", seed, 0)
+    init_seed = check_int("init_seed", seed if init_seed is None else init_seed, 0)
+    data_seed = check_int("data_seed", seed if data_seed is None else data_seed, 0)
     device = resolve_device(device)
     data = (data_lib.load(setting.dataset, data_root) if data is None else data).to(device)
     recipe = setting.recipe

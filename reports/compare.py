@@ -4,16 +4,19 @@ Usage::
 
     python -m reports.compare OLD NEW [--json]
 
-``OLD`` and ``NEW`` are ``results.json`` files (schema version 3, ``reports/SCHEMA.md``, or 2) or
-folders holding one. Exit status: 1 when there is any regression, 0 otherwise, 2 on bad input
-(including schema version 1 and unknown versions).
+``OLD`` and ``NEW`` are ``results.json`` files (``reports/SCHEMA.md``) or folders holding one, read
+by :func:`reports.results.load_results`. Exit status: 1 when there is any regression, 0 otherwise,
+2 on bad input (unknown schema versions included).
 
-Verdicts are version 3's: reproduces, refuted, inconclusive. A file of schema version 2 is compared
-too (the nightly job's previous night may be one): its evidence is read in version 3's shape
-(:func:`reports.results.upgrade_evidence`) with its verdicts labelled "PASS (schema 2)" and "FAIL
+Verdicts are version 3's: reproduces, refuted, inconclusive. Files of schema versions 2 and 1 are
+compared too (the nightly job's previous night may be one): their evidence is read in version 3's
+shape (:func:`reports.results.upgrade`) with its verdicts labelled "PASS (schema 2)" and "FAIL
 (schema 2)". PASS decided on the same bound as reproduces does, so it counts as reproduces; a FAIL
 was refuted or inconclusive, which version 2 did not tell apart, so it counts as "does not
 reproduce" and agrees with both (FAIL -> refuted is no change of verdict).
+
+One module on purpose (over 400 lines): the rules that classify a change and the text and JSON
+that state them are read and changed together; reading the files is :mod:`reports.results`'s.
 
 Claim records are matched by (claim id, setting); a record without a claim id is matched by its
 pytest node id. Each matched or unmatched record falls in one kind of change:
@@ -57,21 +60,19 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.evidence import format_interval, format_number, format_threshold
 from reports.results import (
-    UNDECIDABLE,
     LEGACY_VERDICTS,
     REPRODUCES,
-    RESULTS_NAME,
     SCHEMA_VERSION,
-    describe_criterion,
-    headline_criterion,
+    UNDECIDABLE,
+    ResultsError,
+    headline,
     holds,
+    load_results,
     looks_text,
-    upgrade_record,
+    upgrade,
 )
-
-# Schema versions this tool reads; older records are upgraded to SCHEMA_VERSION's shape.
-READABLE_VERSIONS = (SCHEMA_VERSION, 2)
 
 # Schema-2 estimates without an interval (worst-over-seeds or point statistics) carry no noise
 # estimate of their own. Between the README's two smoke seed sets the largest move was 19% (I2 on
@@ -85,10 +86,6 @@ XPASS_STRICT_PREFIX = "[XPASS(strict)]"
 
 REGRESSION, ATTENTION, IMPROVEMENT, CHANGED, ADDED, REMOVED = (
     "regression", "attention", "improvement", "changed", "added", "removed")
-
-
-class ResultsError(ValueError):
-    """A results file that cannot be compared: missing, unreadable, or of another schema version."""
 
 
 @dataclass(frozen=True)
@@ -270,7 +267,7 @@ def compare(old: dict, new: dict) -> Comparison:
     Parameters
     ----------
     old, new : dict
-        As written by ``reports/plugin.py``; see :func:`validate`.
+        As written by ``reports/plugin.py``, of any readable schema version (:func:`reports.results.upgrade`).
 
     Returns
     -------
@@ -278,7 +275,8 @@ def compare(old: dict, new: dict) -> Comparison:
         Status changes of claims (see the module docstring for the rules), moved statistics and
         changed seed counts.
     """
-    old_records, new_records = _index(_current_records(old)), _index(_current_records(new))
+    old, new = upgrade(old), upgrade(new)
+    old_records, new_records = _index(old["claims"]), _index(new["claims"])
     changes, moved, seeds = [], [], []
     for key, rec in new_records.items():
         before = old_records.get(key)
@@ -295,17 +293,10 @@ def compare(old: dict, new: dict) -> Comparison:
                       seeds=tuple(seeds))
 
 
-def _current_records(results: dict) -> list[dict]:
-    """The claim records with their evidence in the current schema's shape."""
-    if results.get("schema_version") == SCHEMA_VERSION:
-        return results["claims"]
-    return [upgrade_record(r) for r in results["claims"]]
-
-
 def _run_info(results: dict) -> RunInfo:
     return RunInfo(created=results.get("created"), commit=(results.get("git") or {}).get("commit"),
                    device=(results.get("machine") or {}).get("device"), n_claims=len(results["claims"]),
-                   schema_version=results.get("schema_version"))
+                   schema_version=results.get("upgraded_from", results.get("schema_version")))
 
 
 def _claim_and_setting(record: dict) -> tuple[str | None, str | None]:
@@ -334,10 +325,9 @@ def _index(records: list[dict]) -> dict[tuple, dict]:
 
 def _status(record: dict) -> Status:
     evidence = record.get("evidence") or {}
-    main = headline_criterion(evidence)
     return Status(outcome=record["outcome"], verdict=evidence.get("outcome"),
                   detail=record.get("message") or record.get("skip_reason"),
-                  headline=None if main is None else describe_criterion(main),
+                  headline=headline(evidence),
                   finding=(evidence.get("finding") or {}).get("expected"))
 
 
@@ -444,8 +434,8 @@ def _criterion_move(old: dict | None, new: dict | None) -> str | None:
     if new is None:
         return "criterion only in old"
     if (old["direction"], old["threshold"]) != (new["direction"], new["threshold"]):
-        return (f"threshold changed: {old['direction']} {old['threshold']:.5g} -> "
-                f"{new['direction']} {new['threshold']:.5g}")
+        return (f"threshold changed: {format_threshold(old['direction'], old['threshold'])} -> "
+                f"{format_threshold(new['direction'], new['threshold'])}")
     old_ci, new_ci = _interval(old), _interval(new)
     if old_ci is not None and new_ci is not None:
         if old_ci[1] < new_ci[0] or new_ci[1] < old_ci[0]:
@@ -476,69 +466,8 @@ def relative_change(old: float, new: float) -> float:
 # Input
 
 
-def validate(results: object, name: str) -> dict:
-    """Check that a parsed document is a results file this tool reads (schema version 3 or 2); return it.
-
-    Parameters
-    ----------
-    results : object
-        What ``json.load`` returned.
-    name : str
-        How to name the file in error messages.
-
-    Raises
-    ------
-    ResultsError
-        Not an object, another ``schema_version``, or claim records without ``nodeid``/``outcome``.
-    """
-    if not isinstance(results, dict):
-        raise ResultsError(f"{name}: expected a JSON object (a results.json), got {type(results).__name__}")
-    version = results.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        raise ResultsError(f"{name}: unsupported schema_version {version!r}: this tool reads versions "
-                           f"{' and '.join(map(str, READABLE_VERSIONS))} (reports/SCHEMA.md); re-run pytest "
-                           "with --report-dir to write a current one")
-    claims = results.get("claims")
-    if not isinstance(claims, list) or not all(isinstance(r, dict) and "nodeid" in r and "outcome" in r
-                                                for r in claims):
-        raise ResultsError(f"{name}: 'claims' must be a list of records with 'nodeid' and 'outcome'")
-    return results
-
-
-def load_results(path: Path) -> dict:
-    """Read and validate ``path`` (a results.json, or a folder holding one).
-
-    Raises
-    ------
-    ResultsError
-        The file is missing or is not valid JSON, or :func:`validate` rejects it.
-    """
-    file = path / RESULTS_NAME if path.is_dir() else path
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(f"{file}: no such file" + (" (the folder has no results.json)" if path.is_dir() else ""))
-    except OSError as exc:
-        raise ResultsError(f"{file}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ResultsError(f"{file}: not valid JSON (not UTF-8 text): {exc}") from None
-    try:
-        results = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{file}: not valid JSON: {exc}") from None
-    return validate(results, str(file))
-
-
 # ---------------------------------------------------------------------------------------------
 # Output
-
-
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.5g}"
-
-
-def _fmt_ci(ci: tuple[float, float] | None) -> str:
-    return "" if ci is None else f" [{ci[0]:.5g}, {ci[1]:.5g}]"
 
 
 def _describe_run(info: RunInfo) -> str:
@@ -566,8 +495,8 @@ def render_text(comparison: Comparison, old_name: str = "old", new_name: str = "
         return ["", f"{title} ({len(lines)})", *(lines or ["  none"])]
 
     others = [change_line(c, f"[{c.kind}] ") for c in comparison.of_kind(ATTENTION, IMPROVEMENT, CHANGED)]
-    moved = [f"  {m.label} / {m.criterion}: {_fmt(m.old_estimate)}{_fmt_ci(m.old_ci)} -> "
-             f"{_fmt(m.new_estimate)}{_fmt_ci(m.new_ci)}: {m.reason}" for m in comparison.moved]
+    moved = [f"  {m.label} / {m.criterion}: {format_number(m.old_estimate)} {format_interval(m.old_ci)} -> "
+             f"{format_number(m.new_estimate)} {format_interval(m.new_ci)}: {m.reason}" for m in comparison.moved]
     seeds = [f"  {c.label}: {c.old_seeds} -> {c.new_seeds} seeds (looks {c.old_looks} -> {c.new_looks})"
              for c in comparison.seeds]
     added_removed = [change_line(c, f"[{c.kind}] ") for c in comparison.of_kind(ADDED, REMOVED)]

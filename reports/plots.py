@@ -1,4 +1,4 @@
-"""Draw the figure specs of :mod:`reports.figspec` as PNG images, headless and deterministic.
+"""Draw the figure specs of :mod:`harness.figspec` as PNG images, headless and deterministic.
 
 Only matplotlib's object API is used (a :class:`~matplotlib.figure.Figure` on an Agg canvas, no
 pyplot), so drawing keeps no global state and needs no display. The same spec gives the same bytes:
@@ -6,7 +6,7 @@ the PNG carries no software or time stamp.
 
 Examples
 --------
->>> from reports import figspec
+>>> from harness import figspec
 >>> png = png_bytes(figspec.heatmap("cosine", [[1.0, 0.5], [0.5, None]], colorbar="cosine"))
 >>> png[:8] == PNG_SIGNATURE
 True
@@ -23,7 +23,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reports import figspec
+from harness import figspec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100  # small images: a report holds ~25 of them, base64-encoded in one HTML file
@@ -46,7 +46,7 @@ def figure(spec: dict, *, dpi: int = DPI) -> Figure:
     Parameters
     ----------
     spec : dict
-        A figure spec (:func:`reports.figspec.heatmap` or :func:`reports.figspec.xy`), e.g. read back
+        A figure spec (:func:`harness.figspec.heatmap` or :func:`harness.figspec.xy`), e.g. read back
         from ``results.json``; null values are drawn as gaps (heat map: grey cells).
     dpi : int
         Resolution; the figure is ``FIGSIZE`` inches, so ``dpi=100`` gives about 450 x 350 pixels.

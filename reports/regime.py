@@ -20,11 +20,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from harness import settings
-from harness.metrics import cosine_similarity, weight_vector
 from harness.stats import accuracy_standard_error
 from harness.store import RunStore
 from harness.subspace import ENSEMBLE_SAMPLES, PLANE_SAMPLES
 from harness.training import Run
+from harness.weightspace import cosine_similarity, weight_vector
 
 # [WB] SmallCNN on CIFAR-10, 40 epochs: single-run test accuracy 62.7% (its N1 curve), cos(theta_0,
 # theta_E) = 0.62 (0.74 for its ResNet); the official window and sample counts ([Fort] code).

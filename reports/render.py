@@ -4,6 +4,10 @@ Pure functions of the results dict (``reports/SCHEMA.md``, version 3): :func:`re
 ``index.html``: inline CSS, figures as base64 PNG data URIs, no scripts, no external URLs),
 :func:`render_markdown` (``summary.md``) and :func:`write_report` (both, plus ``figures/*.png``).
 
+One module on purpose (over 400 lines): the two documents share every content function (verdicts,
+cards, criteria rows, details), and splitting them by format would separate a format from the
+content it formats. Reading results.json is :mod:`reports.results`'s.
+
 Both documents hold the same content: a header (time, command, commit, machine, duration, counts),
 a verdict table with one row per claim record (its three-valued verdict, a declared finding marked
 as such, the seed count of each look, and its headline criterion: the first refuted one, else the
@@ -11,15 +15,11 @@ first inconclusive one, else the first) and one card per record, ordered by clai
 with the statement and decision from ``results["catalog"]`` when the file has one, the declared
 finding and why, the seeds and looks, every criterion with its interval at its level and its own
 verdict, the scalar details and the figures of ``evidence["details"]["figures"]``
-(:mod:`reports.figspec`).
+(:mod:`harness.figspec`).
 
-Older files are upgraded (:func:`upgrade`). Schema version 2 decided PASS/FAIL on one bound, which
-is not version 3's verdict (a FAIL may have been refuted or inconclusive): its evidence reads as
-version 3's with the verdicts labelled "PASS (schema 2)" and "FAIL (schema 2)" and one look at all
-its seeds (:func:`reports.results.upgrade_evidence`). Schema version 1 (session 1's plugin) is
-rendered best effort as version 2: its records get their claim, source and setting from the
-evidence (and its marker) or the test's node id, outcomes ``xfail``/``xpass`` become
-``xfailed``/``xpassed``; the header lacks what version 1 did not record. Other versions are refused.
+Older files are read as :func:`reports.results.upgrade` upgrades them (schema versions 2 and 1:
+verdicts labelled "PASS (schema 2)" and "FAIL (schema 2)", one look at all their seeds; version 1
+best effort, its header lacking what it did not record). Other versions are refused.
 
 Command line::
 
@@ -35,9 +35,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
-import math
-import os
 import re
 import shlex
 import sys
@@ -45,10 +42,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from harness.evidence import format_interval, format_number, format_threshold
+from harness.figspec import FIGURES_KEY
 from reports import plots
-from reports.figspec import FIGURES_KEY
 from reports.results import (
-    UNDECIDABLE,
     INCONCLUSIVE,
     LEGACY_FAIL,
     LEGACY_PASS,
@@ -57,18 +54,22 @@ from reports.results import (
     REPRODUCES,
     RESULTS_NAME,
     SCHEMA_VERSION,
+    UNDECIDABLE,
+    ResultsError,
     headline_criterion,
+    load_results,
     looks_text,
-    upgrade_record,
+    results_file,
+    shorten,
+    upgrade,
+    write_atomic,
 )
 
 HTML_NAME = "index.html"
 MARKDOWN_NAME = "summary.md"
 FIGURES_DIR = "figures"
-_V1_OUTCOMES = {"xfail": "xfailed", "xpass": "xpassed"}
 MAX_DETAIL_LIST = 12  # numeric lists up to this length (per-seed values) are shown among the details
 MAX_TABLE_NOTE = 160  # characters of a skip reason or error message in the verdict table; the card has it all
-DIRECTIONS = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}
 TABLE_HEADER = ("claim", "source", "setting", "statistic", "source number", "our estimate [interval]", "threshold",
                 "verdict", "seeds", "test")
 CRITERIA_HEADER = ("criterion", "estimate", "interval", "threshold", "range", "verdict")
@@ -79,88 +80,8 @@ VERDICT_CSS = {REPRODUCES: "reproduces", REFUTED: "refuted", INCONCLUSIVE: "inco
 # CSS class of a record without evidence, by its test outcome.
 NO_VERDICT_CSS = {"skipped": "skip", "error": "error", "failed": "error", "xfailed": "finding"}
 
-__all__ = ["SCHEMA_VERSION", "Verdict", "draw_figures", "load_results", "main", "render_html", "render_markdown",
-           "upgrade", "verdict", "write_report"]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Reading
-
-
-def load_results(path: Path) -> tuple[dict, Path]:
-    """Read a results.json (or the one in a folder), upgraded to the current schema.
-
-    Parameters
-    ----------
-    path : pathlib.Path
-        The file, or a folder containing ``results.json``.
-
-    Returns
-    -------
-    results : dict
-    file : pathlib.Path
-        The file read.
-
-    Raises
-    ------
-    ValueError
-        Missing or unreadable file, invalid JSON, not a results file, or an unsupported schema version.
-    """
-    path = Path(path)
-    file = path / RESULTS_NAME if path.is_dir() else path
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{file}: no such file (expected a {RESULTS_NAME} or a folder containing one)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{file}: cannot read it ({exc})") from None
-    try:
-        results = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{file}: not valid JSON ({exc})") from None
-    try:
-        return upgrade(results), file
-    except ValueError as exc:
-        raise ValueError(f"{file}: {exc}") from None
-
-
-def upgrade(results: dict) -> dict:
-    """The results in the current schema (version 3); versions 2 and 1 upgraded, others refused.
-
-    Version 1 is first upgraded to version 2 (best effort), then version 2's evidence to version
-    3's shape, its PASS/FAIL labelled as schema 2's (:func:`reports.results.upgrade_evidence`).
-
-    Raises
-    ------
-    ValueError
-        Not a results object, or a schema version other than 1, 2 and 3.
-    """
-    if not isinstance(results, dict) or "schema_version" not in results:
-        raise ValueError("not a results file: expected a JSON object with 'schema_version' and 'claims'")
-    version = results["schema_version"]
-    if version not in (1, 2, SCHEMA_VERSION):
-        raise ValueError(f"unsupported schema_version {version!r}: this renderer reads version {SCHEMA_VERSION} "
-                         "(and versions 2 and 1); render it with the reports.render of its commit")
-    claims = results.get("claims")
-    if not isinstance(claims, list) or not all(isinstance(r, dict) for r in claims):
-        raise ValueError(f"not a results file: 'claims' must be a list of objects, got {str(claims)[:80]}")
-    if version == SCHEMA_VERSION:
-        return results
-    if version == 1:
-        claims = [_upgrade_v1_record(r) for r in claims]
-    return {**results, "schema_version": SCHEMA_VERSION, "claims": [upgrade_record(r) for r in claims]}
-
-
-def _upgrade_v1_record(record: dict) -> dict:
-    """A version-1 claim record with the fields version 2 added, recovered where the record allows."""
-    evidence = record.get("evidence") or {}
-    nodeid = record.get("nodeid", "")
-    test = re.search(r"::test_([a-z]+\d+)_", nodeid)  # claim tests are named test_<id>_...
-    param = re.search(r"\[(.*)\]$", nodeid)
-    return {"claim": evidence.get("claim") or (test and test.group(1).upper()),
-            "source": (evidence.get("marker") or {}).get("source"),
-            "setting": evidence.get("setting") or (param and param.group(1)), "message": None, **record,
-            "outcome": _V1_OUTCOMES.get(record.get("outcome"), record.get("outcome"))}
+__all__ = ["SCHEMA_VERSION", "Verdict", "draw_figures", "main", "render_html", "render_markdown", "verdict",
+           "write_report"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -194,7 +115,7 @@ def verdict(record: dict) -> Verdict:
     Parameters
     ----------
     record : dict
-        One entry of ``results["claims"]`` (schema version 3, see :func:`upgrade`).
+        One entry of ``results["claims"]`` (schema version 3, see :func:`reports.results.upgrade`).
     """
     evidence, outcome = record.get("evidence") or {}, record.get("outcome")
     note = record.get("skip_reason") or record.get("message") or ""
@@ -237,42 +158,13 @@ def _cards(results: dict) -> list[Card]:
     return cards
 
 
-def _num(x) -> str:
-    """A number for people: 5 significant digits (as the terminal table), NaN/inf spelled out, None as a dash."""
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "NaN"
-        return f"{x:.5g}" if math.isfinite(x) else ("∞" if x > 0 else "−∞")
-    return str(x)
-
-
 def _pair(pair) -> str:
-    """'[lo, hi]' of a two-element list or tuple (an interval, a range); '' for anything else."""
-    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-        return ""
-    return f"[{_num(pair[0])}, {_num(pair[1])}]"
-
-
-def _ci(criterion: dict) -> str:
-    """'[lo, hi] (98.75% one-sided)': the interval and the one-sided level of each of its bounds;
-    '' when the criterion has no interval (schema version 2 allowed that)."""
-    interval, level = _pair(criterion.get("ci")), criterion.get("level")
-    if not interval:
-        return ""
-    # .5g: a level split over three looks (1 - 0.05 / 3) reads "98.333%", 0.95 reads "95%".
-    suffix = f" ({level * 100:.5g}% one-sided)" if isinstance(level, (int, float)) and math.isfinite(level) else ""
-    return interval + suffix
+    """'[lo, hi]' of a two-element list or tuple (a range); '' for anything else."""
+    return format_interval(pair)
 
 
 def _threshold(criterion: dict) -> str:
-    direction = criterion.get("direction", "")
-    return f"{DIRECTIONS.get(direction, direction)} {_num(criterion.get('threshold'))}"
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return format_threshold(criterion.get("direction", ""), criterion.get("threshold"), symbol=True)
 
 
 def _table_row(card: Card, catalog: dict | None) -> list[str]:
@@ -282,19 +174,20 @@ def _table_row(card: Card, catalog: dict | None) -> list[str]:
     entry = _catalog_entry(catalog, record)
     main = headline_criterion(evidence)
     v = verdict(record)
-    shown = f"{v.label}: {_shorten(v.note, MAX_TABLE_NOTE)}" if v.note and not evidence else v.label
+    shown = f"{v.label}: {shorten(v.note, MAX_TABLE_NOTE)}" if v.note and not evidence else v.label
     return [str(record.get("claim") or "?"), record.get("source") or entry.get("source") or "",
             str(record.get("setting") or ""), main["name"] if main else "—",
             entry.get("reference") or evidence.get("source") or "",
-            f"{_num(main.get('estimate'))} {_ci(main)}".strip() if main else "—",
+            f"{format_number(main.get('estimate'))} {format_interval(main.get('ci'), main.get('level'))}".strip() if main else "—",
             _threshold(main) if main else "—", shown, looks_text(evidence) if evidence else "",
             str(record.get("outcome") or "")]
 
 
 def _criteria_rows(evidence: dict) -> list[tuple[list[str], str]]:
     """(cells in CRITERIA_HEADER order, CSS class of its verdict) for every criterion of the evidence."""
-    return [([c.get("name", ""), _num(c.get("estimate")), _ci(c) or "—", _threshold(c),
-              _pair(c.get("limits")) or "—", str(c.get("outcome"))], VERDICT_CSS.get(c.get("outcome"), "skip"))
+    return [([c.get("name", ""), format_number(c.get("estimate")), format_interval(c.get("ci"), c.get("level")) or "—",
+              _threshold(c), _pair(c.get("limits")) or "—", str(c.get("outcome"))],
+             VERDICT_CSS.get(c.get("outcome"), "skip"))
             for c in evidence.get("criteria") or []]
 
 
@@ -302,7 +195,7 @@ def _compact(value) -> str:
     """A setting field or a detail value on one line."""
     if isinstance(value, list):
         return "[" + ", ".join(map(_compact, value)) + "]"
-    return _num(value)
+    return format_number(value)
 
 
 def _seeds(seeds: list) -> str:
@@ -525,7 +418,7 @@ def render_html(results: dict, *, figures: Mapping[str, bytes | str] | None = No
     Parameters
     ----------
     results : dict
-        A results.json object (schema version 3, or 2 or 1, see :func:`upgrade`).
+        A results.json object (schema version 3, or 2 or 1, see :func:`reports.results.upgrade`).
     figures : mapping of str to bytes or str, optional
         :func:`draw_figures` of these results, when already drawn (as :func:`write_report` does).
 
@@ -586,7 +479,7 @@ def render_markdown(results: dict, figure_paths: Mapping[str, str] | None = None
     Parameters
     ----------
     results : dict
-        A results.json object (schema version 3, or 2 or 1, see :func:`upgrade`).
+        A results.json object (schema version 3, or 2 or 1, see :func:`reports.results.upgrade`).
     figure_paths : mapping of str to str, optional
         Figure file name (as :func:`draw_figures` names them) -> relative path of its PNG, e.g.
         ``{"T1-digits-mlp-1.png": "figures/T1-digits-mlp-1.png"}``; figures without one are named only.
@@ -610,21 +503,13 @@ def render_markdown(results: dict, figure_paths: Mapping[str, str] | None = None
 # Files and command line
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write through a temporary file and a rename, so a reader never sees a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
 def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     """Write ``index.html``, ``summary.md`` and ``figures/*.png`` into out_dir.
 
     Parameters
     ----------
     results : dict
-        A results.json object (schema version 3, or 2 or 1, see :func:`upgrade`).
+        A results.json object (schema version 3, or 2 or 1, see :func:`reports.results.upgrade`).
     out_dir : pathlib.Path
         Created when missing; files of the same names are replaced.
 
@@ -638,10 +523,10 @@ def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     figures = draw_figures(results)
     pngs = {name: png for name, png in figures.items() if isinstance(png, bytes)}
     (out_dir / FIGURES_DIR if pngs else out_dir).mkdir(parents=True, exist_ok=True)
-    written = {f"{FIGURES_DIR}/{name}": _write_atomic(out_dir / FIGURES_DIR / name, png) for name, png in pngs.items()}
+    written = {f"{FIGURES_DIR}/{name}": write_atomic(out_dir / FIGURES_DIR / name, png) for name, png in pngs.items()}
     markdown = render_markdown(results, {name: f"{FIGURES_DIR}/{name}" for name in pngs})
-    written[MARKDOWN_NAME] = _write_atomic(out_dir / MARKDOWN_NAME, markdown.encode("utf-8"))
-    written[HTML_NAME] = _write_atomic(out_dir / HTML_NAME, render_html(results, figures=figures).encode("utf-8"))
+    written[MARKDOWN_NAME] = write_atomic(out_dir / MARKDOWN_NAME, markdown.encode("utf-8"))
+    written[HTML_NAME] = write_atomic(out_dir / HTML_NAME, render_html(results, figures=figures).encode("utf-8"))
     return written
 
 
@@ -653,8 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: the folder of {RESULTS_NAME})")
     args = parser.parse_args(argv)
     try:
-        results, file = load_results(args.path)
-    except ValueError as exc:
+        results, file = load_results(args.path), results_file(args.path)
+    except ResultsError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     out_dir = args.out or file.parent

@@ -1,26 +1,154 @@
-"""What the report modules share about ``results.json`` (reports/SCHEMA.md): its name, version,
-outcomes and verdicts, which criterion explains a claim's verdict, and how evidence of the older
-schema versions reads in the current one."""
+"""The ``results.json`` contract (reports/SCHEMA.md), in one place for the plugin that writes it and
+the renderer, the comparison and the stability check that read it: its name and version, the
+outcomes and verdicts it records, reading it (:func:`load_results`: validated, older schema
+versions upgraded, one error type), which criterion explains a claim's verdict and how it reads
+(:func:`headline`), and writing a file atomically.
+
+The verdicts, the property names under which evidence travels through pytest, and the formatting
+of a criterion live in :mod:`harness.evidence`, the layer both the claim tests and the reports
+build on; they are imported here, not restated.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
+
+from harness.evidence import DIRECTIONS, INCONCLUSIVE, REFUTED, REPRODUCES, format_criterion
+from harness.evidence import OUTCOMES as VERDICTS
+from harness.findings import UNDECIDABLE
+
 RESULTS_NAME = "results.json"
 SCHEMA_VERSION = 3
+READABLE_VERSIONS = (SCHEMA_VERSION, 2, 1)
 OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped", "error")  # pytest's summary order
-VERDICTS = REPRODUCES, REFUTED, INCONCLUSIVE = ("reproduces", "refuted", "inconclusive")
 # Schema versions 1 and 2 decided PASS/FAIL on one bound against the threshold: a FAIL may have
 # been refuted or inconclusive in version 3's terms, so their verdicts keep labels of their own.
-# A declared finding's "expected" for a claim whose statistic sits on its threshold in a setting:
-# its verdict is recorded but not judged (harness.findings.UNDECIDABLE).
-UNDECIDABLE = "undecidable"
 LEGACY_PASS, LEGACY_FAIL = "PASS (schema 2)", "FAIL (schema 2)"
 LEGACY_VERDICTS = {"PASS": LEGACY_PASS, "FAIL": LEGACY_FAIL}
+_V1_OUTCOMES = {"xfail": "xfailed", "xpass": "xpassed"}
 # Which criterion explains a verdict: the lowest rank, the first of equals.
 _HEADLINE_RANK = {REFUTED: 0, LEGACY_FAIL: 0, INCONCLUSIVE: 1}
 
-__all__ = ["INCONCLUSIVE", "LEGACY_FAIL", "LEGACY_PASS", "LEGACY_VERDICTS", "OUTCOMES", "REFUTED", "REPRODUCES", "UNDECIDABLE",
-           "RESULTS_NAME", "SCHEMA_VERSION", "VERDICTS", "describe_criterion", "headline_criterion", "holds",
-           "looks_text", "upgrade_evidence", "upgrade_record"]
+__all__ = ["INCONCLUSIVE", "LEGACY_FAIL", "LEGACY_PASS", "LEGACY_VERDICTS", "OUTCOMES", "READABLE_VERSIONS",
+           "REFUTED", "REPRODUCES", "RESULTS_NAME", "SCHEMA_VERSION", "UNDECIDABLE", "VERDICTS", "ResultsError",
+           "headline", "headline_criterion", "holds", "load_results", "looks_text", "results_file", "shorten",
+           "upgrade", "upgrade_evidence", "upgrade_record", "write_atomic"]
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read: missing, unreadable, not JSON, or not of a readable schema."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def results_file(path: Path | str) -> Path:
+    """The results.json that ``path`` names: the file itself, or the one in a folder."""
+    path = Path(path)
+    return path / RESULTS_NAME if path.is_dir() else path
+
+
+def load_results(path: Path | str) -> dict:
+    """Read a results.json (or the one in a folder), validated and upgraded to :data:`SCHEMA_VERSION`.
+
+    Raises
+    ------
+    ResultsError
+        A missing or unreadable file, invalid JSON, or what :func:`upgrade` refuses; the message
+        names the file.
+    """
+    file = results_file(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"{file}: no such file" + (" (the folder has no results.json)" if Path(path).is_dir()
+                                                      else f" (expected a {RESULTS_NAME} or a folder holding one)"))
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{file}: not valid JSON (not UTF-8 text): {exc}") from None
+    except OSError as exc:
+        raise ResultsError(f"{file}: cannot read it: {exc.strerror}") from None
+    try:
+        results = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{file}: not valid JSON: {exc}") from None
+    try:
+        return upgrade(results)
+    except ResultsError as exc:
+        raise ResultsError(f"{file}: {exc}") from None
+
+
+def upgrade(results: object) -> dict:
+    """The results in the current schema; versions 2 and 1 upgraded, anything else refused.
+
+    Version 1 (session 1's plugin) is first upgraded to version 2 best effort: its records get
+    their claim and setting from the evidence or the node id, outcomes ``xfail``/``xpass`` become
+    ``xfailed``/``xpassed``. Version 2's evidence then takes version 3's shape with its PASS/FAIL
+    labelled as schema 2's (:func:`upgrade_evidence`). An upgraded document records the version it
+    was written in as ``upgraded_from``.
+
+    Raises
+    ------
+    ResultsError
+        Not an object, a ``schema_version`` other than :data:`READABLE_VERSIONS`, or claim records
+        that are not objects with ``nodeid`` and ``outcome``.
+    """
+    if not isinstance(results, dict):
+        raise ResultsError(f"not a results file: expected a JSON object with 'schema_version' and 'claims', "
+                           f"got {type(results).__name__}")
+    version = results.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        raise ResultsError(f"unsupported schema_version {version!r}: this tool reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))} (reports/SCHEMA.md); write a current one "
+                           "with pytest --report-dir")
+    claims = results.get("claims")
+    if not isinstance(claims, list) or not all(isinstance(r, dict) and "nodeid" in r and "outcome" in r
+                                                for r in claims):
+        raise ResultsError(f"'claims' must be a list of objects with 'nodeid' and 'outcome', got {str(claims)[:80]}")
+    try:
+        if version != SCHEMA_VERSION:
+            if version == 1:
+                claims = [_upgrade_v1_record(r) for r in claims]
+            results = {**results, "schema_version": SCHEMA_VERSION, "upgraded_from": version,
+                       "claims": [upgrade_record(r) for r in claims]}
+        for record in results["claims"]:
+            _check_evidence(record.get("evidence"))
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        raise ResultsError(f"a claim record does not follow the schema: {type(exc).__name__}: {exc}") from None
+    return results
+
+
+def _check_evidence(evidence: object) -> None:
+    """Raise (TypeError, ValueError) unless ``evidence`` is None or has a list of criteria whose
+    estimates and thresholds are numbers (or null) and whose directions are known."""
+    if evidence is None:
+        return
+    for criterion in evidence["criteria"]:
+        for key in ("estimate", "threshold"):
+            value = criterion.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise TypeError(f"criterion {criterion.get('name')!r}: {key} {value!r} is not a number")
+        if criterion.get("direction") not in DIRECTIONS:
+            raise ValueError(f"criterion {criterion.get('name')!r}: unknown direction {criterion.get('direction')!r}")
+
+
+def _upgrade_v1_record(record: dict) -> dict:
+    """A version-1 claim record with the fields version 2 added, recovered where the record allows."""
+    evidence = record.get("evidence") or {}
+    nodeid = record.get("nodeid", "")
+    test = re.search(r"::test_([a-z]+\d+)_", nodeid)  # claim tests are named test_<id>_...
+    param = re.search(r"\[(.*)\]$", nodeid)
+    return {"claim": evidence.get("claim") or (test and test.group(1).upper()),
+            "source": (evidence.get("marker") or {}).get("source"),
+            "setting": evidence.get("setting") or (param and param.group(1)), "message": None, **record,
+            "outcome": _V1_OUTCOMES.get(record.get("outcome"), record.get("outcome"))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a record
 
 
 def headline_criterion(evidence: dict) -> dict | None:
@@ -41,15 +169,12 @@ def holds(verdict: str | None) -> bool | None:
     return None if verdict is None else verdict in (REPRODUCES, LEGACY_PASS)
 
 
-def describe_criterion(criterion: dict) -> str:
-    """``name estimate [lo, hi] direction threshold``, numbers to 4 significant digits.
-
-    The interval is left out where a criterion has none (schema version 2 allowed that).
-    """
-    ci = criterion.get("ci")
-    interval = "" if ci is None else f" [{ci[0]:.4g}, {ci[1]:.4g}]"
-    return (f"{criterion['name']} {criterion['estimate']:.4g}{interval} "
-            f"{criterion['direction']} {criterion['threshold']:.4g}")
+def headline(evidence: dict) -> str | None:
+    """The criterion that explains the verdict (:func:`headline_criterion`), as
+    ``name: estimate [lo, hi] direction threshold`` (:func:`harness.evidence.format_criterion`);
+    None without criteria."""
+    main = headline_criterion(evidence)
+    return None if main is None else format_criterion(main, level=False)
 
 
 def looks_text(evidence: dict) -> str:
@@ -85,3 +210,27 @@ def upgrade_record(record: dict) -> dict:
     evidence = record.get("evidence")
     return {**record, "evidence": upgrade_evidence(evidence) if evidence else evidence,
             "evidence_more": [upgrade_evidence(e) for e in record.get("evidence_more") or []]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary sibling renamed into place; returns ``path``.
+
+    A reader never sees half a file, and a failure leaves neither a partial file nor the temporary one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis when it was cut."""
+    return text if len(text) <= width else text[:width - 1] + "…"

@@ -14,14 +14,14 @@ flips between seed sets is a bug in the decision), 2 on bad input or a run that 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness import settings
-from reports.results import RESULTS_NAME, UNDECIDABLE
+from reports.results import UNDECIDABLE, ResultsError, load_results
+from reports.table import format_table
 
 UNDECIDABLE_TAG = ", undecidable"
 
@@ -73,10 +73,10 @@ def run_offset(offset: int, out: Path, pytest_args: Sequence[str]) -> dict:
                "--seed-offset", str(offset), "--report-dir", str(report_dir), *pytest_args]
     print(f"[stability] {' '.join(command[1:])}", flush=True)
     subprocess.run(command, check=False)  # failing claims are what this measures; the results say which
-    path = report_dir / RESULTS_NAME
-    if not path.is_file():
-        raise RuntimeError(f"pytest wrote no {path} for --seed-offset {offset}")
-    return json.loads(path.read_text())
+    try:
+        return load_results(report_dir)
+    except ResultsError as exc:
+        raise ResultsError(f"pytest wrote no readable results for --seed-offset {offset}: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,14 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         per_offset = {k: verdicts(run_offset(k, args.out, args.pytest_args)) for k in offsets}
-    except (RuntimeError, json.JSONDecodeError, KeyError) as exc:
+    except (ResultsError, KeyError) as exc:
         print(f"stability: {exc}", file=sys.stderr)
         return 2
     rows, unstable = compare(per_offset)
     header = ("claim", "setting", *(f"seeds from {k}" for k in offsets))
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print("\n".join(format_table(rows, header)))
     if unstable:
         print(f"UNSTABLE: {len(unstable)} of {len(rows)} claim verdicts differ between seed sets: "
               + ", ".join(f"{c} {s}" for c, s in unstable))

@@ -126,7 +126,7 @@ def test_reproduces_to_refuted_or_inconclusive_is_a_regression(fallen):
     change = only_change([record()], [fallen()])
     assert (change.kind, change.old.verdict, change.new.verdict) == (REGRESSION, REPRODUCES, fallen.__name__)
     assert (change.claim, change.setting) == ("T1", "digits-mlp")
-    assert change.reason.startswith(f"the claim no longer reproduces ({fallen.__name__}): headline ")
+    assert change.reason.startswith(f"the claim no longer reproduces ({fallen.__name__}): headline: ")
 
 
 @pytest.mark.parametrize("before", [refuted, inconclusive])
@@ -330,7 +330,7 @@ def test_schema_2_pass_reads_as_reproduces_and_fail_as_not_reproduced(old, new, 
 def test_schema_2_verdicts_keep_their_labels():
     (change,) = compare(results_v2(record()), results(refuted())).changes
     assert (change.old.verdict, change.new.verdict) == (LEGACY_PASS, REFUTED)
-    assert change.old.headline == "headline 0.9 [0.8, 1] >= 0.5"  # the criterion that explains it
+    assert change.old.headline == "headline: 0.9 [0.8, 1] >= 0.5"  # the criterion that explains it
 
 
 def test_schema_3_against_schema_2_works_too():
@@ -415,7 +415,7 @@ def test_cli_regression_between_folders_exits_1(tmp_path):
     proc = run_cli(tmp_path / "old", tmp_path / "new")
     assert proc.returncode == 1, proc.stderr
     assert ("T1 digits-mlp: reproduces (passed) -> inconclusive (failed): the claim no longer reproduces "
-            "(inconclusive): headline 0.5 [0.4, 0.6] >= 0.5" in proc.stdout)
+            "(inconclusive): headline: 0.5 [0.4, 0.6] >= 0.5" in proc.stdout)
 
 
 def test_cli_schema_2_against_schema_3_exits_1_on_a_regression(tmp_path):
@@ -448,13 +448,12 @@ def test_cli_folder_without_results_exits_2(tmp_path):
 
 
 @pytest.mark.parametrize("doc, message", [
-    ({**results(record()), "schema_version": 1}, "unsupported schema_version 1: this tool reads versions 3 and 2"),
-    ({**results(record()), "schema_version": 4}, "unsupported schema_version 4"),
+    ({**results(record()), "schema_version": 4}, "unsupported schema_version 4: this tool reads versions 3, 2, 1"),
     ({k: v for k, v in results(record()).items() if k != "schema_version"}, "unsupported schema_version None"),
     ("{not json", "not valid JSON"),
     ([1, 2], "expected a JSON object"),
-    ({**results(), "claims": [{"outcome": "passed"}]}, "'claims' must be a list of records"),
-], ids=["v1", "v4", "no-version", "not-json", "not-object", "bad-claims"])
+    ({**results(), "claims": [{"outcome": "passed"}]}, "'claims' must be a list of objects with 'nodeid'"),
+], ids=["v4", "no-version", "not-json", "not-object", "bad-claims"])
 def test_cli_bad_input_exits_2(tmp_path, doc, message):
     old = write(tmp_path / "old", results(record()))
     bad = write(tmp_path / "bad", doc)
@@ -488,3 +487,10 @@ def test_cli_undecodable_file_is_bad_input(tmp_path):
     path.write_bytes(b'{"schema_version": 3, "claims": [], "x": "\xe9"}')
     done = run_cli(path, path)
     assert done.returncode == 2 and "not valid JSON" in done.stderr
+
+
+def test_a_version_1_file_compares_as_its_upgrade_and_names_its_version():
+    v1 = {**results_v2(record("T1")), "schema_version": 1}
+    comparison = compare(v1, results(record("T1")))
+    assert comparison.old.schema_version == 1 and comparison.new.schema_version == 3
+    assert not comparison.has_regression

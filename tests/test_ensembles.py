@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.ensembles import ensemble_probs, subset_curves
-from harness.metrics import brier_score, nll
+from harness.scoring import brier_score_loss, nll
 
 
 def _random_probs(m: int, n: int, c: int, seed: int = 0) -> torch.Tensor:
@@ -76,11 +76,11 @@ def test_subset_curves_ends_are_members_mean_and_full_ensemble():
     assert curves.sizes == (1, 2, 3, 4, 5)
     assert curves.n_subsets == (5, 10, 10, 5, 1) and all(curves.exhaustive)
     assert curves.accuracy[0] == pytest.approx(np.mean([_accuracy(q, y) for q in p]))
-    assert curves.brier[0] == pytest.approx(np.mean([brier_score(q, y) for q in p]))
+    assert curves.brier[0] == pytest.approx(np.mean([brier_score_loss(q, y) for q in p]))
     assert curves.nll[0] == pytest.approx(np.mean([nll(q, y) for q in p]))
     full = ensemble_probs(p)
     assert curves.accuracy[-1] == pytest.approx(_accuracy(full, y))
-    assert curves.brier[-1] == pytest.approx(brier_score(full, y))
+    assert curves.brier[-1] == pytest.approx(brier_score_loss(full, y))
     assert curves.nll[-1] == pytest.approx(nll(full, y))
     assert curves.accuracy_std[-1] == curves.brier_std[-1] == curves.nll_std[-1] == 0
 

@@ -1,4 +1,4 @@
-"""Tests of reports.figspec: the JSON-able figure specs that claim tests save in their evidence."""
+"""Tests of harness.figspec: the JSON-able figure specs that claim tests save in their evidence."""
 
 import json
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from reports import figspec
-from reports.figspec import heatmap, series, validate, xy
+from harness import figspec
+from harness.figspec import heatmap, series, validate, xy
 
 
 def json_round_trip(spec: dict) -> dict:

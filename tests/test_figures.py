@@ -8,7 +8,7 @@ import torch
 
 from fixtures.figures import function_space_figure
 from harness.training import Run
-from reports import figspec
+from harness import figspec
 
 EPOCHS, N, C = 3, 12, 4  # eval_probs (EPOCHS + 1, N, C): 4 checkpoints per run
 SEEDS = (0, 3, 7)

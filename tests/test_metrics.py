@@ -1,17 +1,20 @@
-"""Tests of harness.metrics.
+"""Tests of harness.metrics: every registered metric against a reference, and every property the
+registry claims for it.
 
-Four layers:
+Three layers:
 
 1. Every metric against a slow float64 reference written with plain Python loops (or, for the
    diversity-plane curves, derived independently from the model each curve describes), on
    random inputs from hypothesis (bounded floats, small shapes, argmax ties and zeros included).
-2. Registry tests: every public metric is classified in ``METRIC_PROPERTIES`` with properties
-   from ``PROPERTY_VOCABULARY``, has bounds, test inputs, a reference and a generic check.
+2. Registry tests: every public metric is registered in ``METRICS`` and classified in
+   ``METRIC_PROPERTIES`` with properties from ``PROPERTY_VOCABULARY``, one direction among them,
+   and has bounds, test inputs, a reference and a generic check.
 3. Generic property tests driven by the registry: one test per property, run on every metric
    that claims it. Inputs are built per argument *role* (``SIGNATURES``), so each transform
    (permute examples, rename classes, scale, swap) knows which axis of which argument to touch.
-4. Known values (the P1 seed example, Brier/ECE/JS/diversity-curve values) and validation
-   messages for each kind of bad input.
+
+Known values and the validation of each module's inputs are tested beside the module:
+test_weightspace.py, test_cka.py, test_diversity.py, test_scoring.py, test_validation.py.
 """
 
 from __future__ import annotations
@@ -27,33 +30,23 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harness import metrics
-from harness.metrics import (
-    METRIC_BOUNDS,
-    METRIC_PROPERTIES,
-    NLL_EPS,
-    PROPERTY_VOCABULARY,
-    brier_score,
-    cosine_similarity,
+from harness import cka, diversity, scoring, weightspace
+from harness.cka import linear_cka
+from harness.diversity import (
     disagreement,
     diversity_bounds,
-    diversity_lower_model,
     diversity_upper_model,
-    error_jaccard,
-    expected_calibration_error,
     js_diversity,
-    linear_cka,
-    nll,
-    normalized_diversity,
-    pairwise_cosine,
     pairwise_disagreement,
-    run_weight_vectors,
-    weight_vector,
 )
-from harness.training import Run
+from harness.metrics import DIRECTIONS, METRIC_BOUNDS, METRIC_PROPERTIES, METRICS, PROPERTY_VOCABULARY
+from harness.scoring import ECE_BINS, NLL_EPS, brier_score_loss, expected_calibration_error, nll
+from harness.weightspace import cosine_similarity, pairwise_cosine
 
-# Public functions of harness.metrics that select or validate inputs rather than measure anything.
-NOT_METRICS = {"weight_vector", "run_weight_vectors", "parameter_names", "as_probs", "as_labels"}
+# The modules whose public functions are metrics, except those in NOT_METRICS.
+METRIC_MODULES = (weightspace, cka, diversity, scoring)
+# Public functions of the metric modules that select inputs rather than measure anything.
+NOT_METRICS = {"weight_vector", "run_weight_vectors", "parameter_names"}
 # Float64 results of the fast and reference paths differ by summation order only.
 RTOL, ATOL = 1e-9, 1e-12
 # Slack for range and extreme-value checks: a few ulps of float64 rounding, nothing more.
@@ -138,7 +131,7 @@ def ref_nll(probs, labels) -> float:
     return sum(-math.log(max(row[y], NLL_EPS)) for row, y in zip(probs, labels)) / len(labels)
 
 
-def ref_ece(probs, labels, n_bins=metrics.ECE_BINS) -> float:
+def ref_ece(probs, labels, n_bins=ECE_BINS) -> float:
     conf = [max(row) for row in probs]
     correct = [ref_argmax(row) == y for row, y in zip(probs, labels)]
     total = 0.0
@@ -220,7 +213,7 @@ REFERENCES = {
     "diversity_lower_model": ref_lower_model,
     "diversity_upper_model": ref_upper_model,
     "diversity_bounds": ref_bounds,
-    "brier_score": ref_brier,
+    "brier_score_loss": ref_brier,
     "nll": ref_nll,
     "expected_calibration_error": ref_ece,
     "js_diversity": ref_js,
@@ -243,7 +236,7 @@ SIGNATURES = {
     "diversity_lower_model": ("acc", "acc", "classes"),
     "diversity_upper_model": ("acc", "acc", "classes"),
     "diversity_bounds": ("acc", "acc"),
-    "brier_score": ("probs", "labels"),
+    "brier_score_loss": ("probs", "labels"),
     "nll": ("probs", "labels"),
     "expected_calibration_error": ("probs", "labels"),
     "js_diversity": ("members",),
@@ -331,7 +324,7 @@ def metric_inputs(draw, name: str, ties: bool = False, **fixed):
 
 
 def call(name: str, *args):
-    return getattr(metrics, name)(*args)
+    return METRICS[name](*args)
 
 
 def having(prop: str) -> list[str]:
@@ -376,6 +369,14 @@ def test_js_diversity_is_at_most_log_of_members_or_classes(inputs):
     assert js_diversity(probs) <= math.log(min(m, c)) + ROUNDING
 
 
+def test_cka_accepts_more_features_than_examples():
+    """The N x N Gram path (P * Q > N^2) agrees with the reference too."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((5, 20)), rng.standard_normal((5, 30))
+    assert_same(linear_cka(x, y), ref_cka(x, y))
+    assert_same(linear_cka(x, y, debiased=True), ref_cka(x, y, debiased=True))
+
+
 def test_diversity_bounds_are_tight_over_every_labelling():
     """Enumerate all predictions of two classifiers on 3 examples of 3 classes (true class 0 for
     all, which loses nothing: renaming classes per example changes neither accuracy nor d)."""
@@ -393,22 +394,32 @@ def test_diversity_bounds_are_tight_over_every_labelling():
 # 2. The registry
 
 
-def test_all_lists_every_public_function():
-    public = {name for name, obj in vars(metrics).items()
-              if inspect.isfunction(obj) and obj.__module__ == metrics.__name__ and not name.startswith("_")}
-    assert public - set(metrics.__all__) == set(), "public functions missing from metrics.__all__"
-    assert [name for name in metrics.__all__ if not hasattr(metrics, name)] == []
+@pytest.mark.parametrize("module", METRIC_MODULES, ids=lambda module: module.__name__)
+def test_all_lists_every_public_function(module):
+    public = {name for name, obj in vars(module).items()
+              if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("_")}
+    assert public - set(module.__all__) == set(), f"public functions missing from {module.__name__}.__all__"
+    assert [name for name in module.__all__ if not hasattr(module, name)] == []
 
 
 def test_every_metric_is_classified():
-    listed = {name for name in metrics.__all__ if callable(getattr(metrics, name)) and name not in NOT_METRICS}
-    assert listed - set(METRIC_PROPERTIES) == set(), "classify new metrics in METRIC_PROPERTIES"
-    assert set(METRIC_PROPERTIES) - listed == set(), "METRIC_PROPERTIES names functions not in __all__"
+    # By function, not name: the brier_score_loss alias is the registered brier_score_loss.
+    listed = {getattr(module, name) for module in METRIC_MODULES for name in module.__all__
+              if callable(getattr(module, name)) and name not in NOT_METRICS}
+    assert listed - set(METRICS.values()) == set(), "register new metrics in METRICS"
+    assert set(METRICS.values()) - listed == set(), "METRICS names functions not in a metric module's __all__"
+    assert set(METRICS) == set(METRIC_PROPERTIES), "classify new metrics in METRIC_PROPERTIES"
 
 
 def test_properties_come_from_the_vocabulary():
     unknown = {name: sorted(props - set(PROPERTY_VOCABULARY)) for name, props in METRIC_PROPERTIES.items()}
     assert {name: props for name, props in unknown.items() if props} == {}
+    assert set(DIRECTIONS) <= set(PROPERTY_VOCABULARY)
+
+
+@pytest.mark.parametrize("name", sorted(METRIC_PROPERTIES))
+def test_every_metric_has_one_direction(name):
+    assert len(METRIC_PROPERTIES[name] & set(DIRECTIONS)) == 1, f"give {name} exactly one of {DIRECTIONS}"
 
 
 @pytest.mark.parametrize("name", sorted(METRIC_PROPERTIES))
@@ -417,7 +428,6 @@ def test_registry_entry_is_consistent(name):
     assert low < high
     assert ("bounded" in props) == (math.isfinite(low) and math.isfinite(high))
     assert ("nonnegative" in props) == (low == 0)
-    assert not {"similarity", "dissimilarity"} <= props, "a metric has one direction"
     if "identity_extreme" in props:
         assert props & {"similarity", "dissimilarity"}, "identity_extreme needs a direction"
     if "pairwise" in props:
@@ -583,6 +593,15 @@ def test_perfect_predictions_score_zero(name, data):
     assert call(name, np.eye(dims["c"])[labels], labels) == 0.0
 
 
+@pytest.mark.parametrize("name", having("loss"))
+def test_a_loss_is_lowest_for_perfect_predictions(name):
+    """Lower is better: one-hot probabilities on the true labels give the lower bound, and
+    confidently wrong ones a higher value."""
+    labels = np.array([0, 1, 2, 1])
+    perfect, wrong = np.eye(3)[labels], np.eye(3)[(labels + 1) % 3]
+    assert call(name, perfect, labels) == METRIC_BOUNDS[name][0] < call(name, wrong, labels)
+
+
 @pytest.mark.parametrize("name", having("pairwise"))
 @settings(max_examples=PROPERTY_EXAMPLES)
 @given(data=st.data())
@@ -590,7 +609,7 @@ def test_pairwise_matrix_holds_the_two_input_metric(name, data):
     (stack,), dims = data.draw(metric_inputs(name))
     matrix = call(name, stack)
     assert matrix.shape == (dims["k"], dims["k"]) and matrix.dtype == torch.float64
-    scalar = getattr(metrics, PAIRWISE_OF[name])
+    scalar = METRICS[PAIRWISE_OF[name]]
     assert_same(matrix, [[scalar(a, b) for b in stack] for a in stack])
 
 
@@ -618,6 +637,7 @@ def _flatten_results(results):
 CHECKED_PROPERTIES = {
     "bounded", "nonnegative",  # test_values_lie_within_bounds and test_registry_entry_is_consistent
     "similarity", "dissimilarity",  # test_identical_inputs_give_the_extreme_value
+    "loss",  # test_a_loss_is_lowest_for_perfect_predictions
     "symmetric", "example_order_invariant", "class_permutation_invariant", "scale_invariant",
     "orthogonal_invariant", "translation_invariant", "identity_extreme", "perfect_is_zero",
     "pairwise", "elementwise",
@@ -625,123 +645,12 @@ CHECKED_PROPERTIES = {
 
 
 # ==============================================================================================
-# 4. Known values
-
-
-def test_p1_seed_example_cosine_is_exactly_minus_two_fifteenths():
-    """CLAIMS.md P1: (1, -3, 2, 1) and its permuted twin (-3, 1, 1, 2): dot -2, norms^2 15 and 15."""
-    theta = torch.tensor([1.0, -3.0, 2.0, 1.0])
-    assert cosine_similarity(theta, theta[[1, 0, 3, 2]]) == -2 / 15
-    assert pairwise_cosine(torch.stack([theta, theta[[1, 0, 3, 2]]]))[0, 1].item() == -2 / 15
-
-
-def test_disagreement_mixes_labels_and_probabilities():
-    labels = np.array([0, 1, 2, 2])
-    probs = np.eye(3)[[0, 2, 2, 1]]
-    assert disagreement(labels, probs) == 0.5
-    assert pairwise_disagreement(np.stack([labels, [0, 2, 2, 1]])).tolist() == [[0.0, 0.5], [0.5, 0.0]]
-
-
-def test_normalized_diversity_divides_by_the_samples_own_error_rate():
-    labels = np.zeros(4, dtype=np.int64)
-    pred = np.array([1, 0, 0, 0])  # 1 error: error rate 1/4
-    ref = np.array([0, 1, 1, 0])  # disagrees with pred on 3 of 4
-    assert normalized_diversity(pred, ref, labels) == 3.0
-    assert normalized_diversity(ref, pred, labels) == 1.5  # ref's error rate is 2/4
-
-
-def test_error_jaccard_known_values():
-    labels = np.zeros(4, dtype=np.int64)
-    assert error_jaccard(np.array([1, 1, 0, 0]), np.array([0, 1, 1, 0]), labels) == 1 / 3
-    assert error_jaccard(np.array([1, 0, 0, 0]), np.array([0, 1, 0, 0]), labels) == 0.0
-    assert error_jaccard(labels, labels, labels) == 1.0  # no errors at all: equal (empty) error sets
-
-
-@pytest.mark.parametrize("c", [2, 3, 10, 100])
-def test_brier_and_nll_of_uniform_and_perfect_predictions(c):
-    labels = np.arange(c) % c
-    uniform = np.full((c, c), 1 / c)
-    assert brier_score(uniform, labels) == pytest.approx(1 - 1 / c, abs=ROUNDING)
-    assert nll(uniform, labels) == pytest.approx(math.log(c), abs=ROUNDING)
-    assert brier_score(np.eye(c), labels) == 0.0
-    assert brier_score(np.eye(c)[(labels + 1) % c], labels) == 2.0  # confidently wrong
-
-
-def test_nll_clamps_a_zero_probability():
-    assert nll(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-math.log(NLL_EPS))
-
-
-def test_ece_of_calibrated_and_miscalibrated_toys():
-    # Two confidence levels, each right exactly as often as it claims: perfectly calibrated.
-    probs = np.array([[0.6, 0.4]] * 5 + [[0.9, 0.1]] * 10)
-    labels = np.array([0, 0, 0, 1, 1] + [0] * 9 + [1])
-    assert expected_calibration_error(probs, labels) == pytest.approx(0.0, abs=ROUNDING)
-    # 90% confident and always wrong: the gap is 0.9.
-    assert expected_calibration_error(np.array([[0.9, 0.1]] * 4), np.ones(4, dtype=np.int64)) == pytest.approx(0.9)
-
-
-def test_ece_bins_are_right_closed():
-    # With 5 bins, confidence 0.6 sits in (0.4, 0.6] and 0.7 in (0.6, 0.8]: separate bins give
-    # (0.6 + 0.3) / 2; left-closed bins would pool them to |0.5 - 0.65| = 0.15.
-    probs, labels = np.array([[0.6, 0.4], [0.7, 0.3]]), np.array([1, 0])
-    assert expected_calibration_error(probs, labels, n_bins=5) == pytest.approx(0.45)
-    # A confidence of exactly 1 lands in the last bin (and is perfectly calibrated there).
-    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0]), n_bins=5) == 0.0
-
-
-def test_js_diversity_known_values():
-    one_hot = np.eye(3)[None, :, :]  # (1, 3, 3)
-    assert js_diversity(np.concatenate([one_hot, one_hot])) == 0.0
-    opposite = np.stack([np.eye(2), np.eye(2)[::-1]])  # two members, always confident and opposed
-    assert js_diversity(opposite) == pytest.approx(math.log(2))
-    spread = np.stack([np.eye(4)[[m]] for m in range(4)])  # 4 members, each sure of its own class
-    assert js_diversity(spread) == pytest.approx(math.log(4))
-
-
-def test_cka_is_one_under_rotation_and_scale_and_debiased_is_one_for_copies():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((50, 4))
-    rotation = np.linalg.qr(rng.standard_normal((4, 4)))[0]
-    assert linear_cka(x, 3.0 * x @ rotation) == pytest.approx(1.0, abs=ROUNDING)
-    assert linear_cka(x, x, debiased=True) == pytest.approx(1.0, abs=ROUNDING)
-    assert linear_cka(x, rng.standard_normal((50, 3)), debiased=True) == pytest.approx(0.0, abs=0.1)
-
-
-def test_cka_accepts_more_features_than_examples():
-    """The N x N Gram path (P * Q > N^2) agrees with the reference too."""
-    rng = np.random.default_rng(1)
-    x, y = rng.standard_normal((5, 20)), rng.standard_normal((5, 30))
-    assert_same(linear_cka(x, y), ref_cka(x, y))
-    assert_same(linear_cka(x, y, debiased=True), ref_cka(x, y, debiased=True))
-
-
-@pytest.mark.parametrize("c", [2, 3, 10, 100])
-def test_diversity_models_at_the_reference_and_at_chance(c):
-    a_ref = np.linspace(1 / c + 0.01, 1.0, 25)
-    np.testing.assert_array_equal(diversity_lower_model(a_ref, a_ref, c), 0.0)
-    # Both models describe a classifier at chance accuracy 1/C as disagreeing (C-1)/C of the time.
-    np.testing.assert_allclose(diversity_lower_model(1 / c, a_ref, c), (c - 1) / c, atol=ROUNDING)
-    np.testing.assert_allclose(diversity_upper_model(1 / c, a_ref, c), (c - 1) / c, atol=ROUNDING)
-    assert diversity_upper_model(1.0, 1.0, c) == 0.0
-
-
-@pytest.mark.parametrize("c", [2, 3, 10, 100])
-def test_hard_bounds_contain_both_models_where_they_are_valid(c):
-    """The upper model is valid for all accuracies, the lower one for 1/C <= a <= a_ref."""
-    grid = np.linspace(0.0, 1.0, 101)
-    a, a_ref = np.meshgrid(grid, grid)
-    low, high = diversity_bounds(a, a_ref)
-    d_up = diversity_upper_model(a, a_ref, c)
-    assert ((low - ROUNDING <= d_up) & (d_up <= high + ROUNDING)).all()
-    valid = (a_ref > 1 / c) & (a >= 1 / c) & (a <= a_ref)
-    d_low = diversity_lower_model(a[valid], a_ref[valid], c)
-    assert ((low[valid] - ROUNDING <= d_low) & (d_low <= high[valid] + ROUNDING)).all()
-    assert (d_low <= d_up[valid] + ROUNDING).all()  # and the lower model stays below the upper
+# Conventions shared by every metric module
 
 
 def test_results_are_python_floats_and_float64_tensors():
     probs, labels = np.array([[0.7, 0.3], [0.2, 0.8]]), np.array([0, 0])
-    for value in (brier_score(probs, labels), nll(probs, labels), expected_calibration_error(probs, labels),
+    for value in (brier_score_loss(probs, labels), nll(probs, labels), expected_calibration_error(probs, labels),
                   disagreement(probs, labels), cosine_similarity(probs[0], probs[1]),
                   js_diversity(probs[None]), linear_cka(probs, probs), diversity_upper_model(0.5, 0.5, 2)):
         assert type(value) is float
@@ -749,134 +658,3 @@ def test_results_are_python_floats_and_float64_tensors():
     assert pairwise_disagreement(torch.from_numpy(np.stack([probs, probs]))).dtype == torch.float64
     assert isinstance(diversity_upper_model(np.array([0.5]), 0.5, 2), np.ndarray)
 
-
-# ==============================================================================================
-# Weight vectors from models and runs
-
-
-def tiny_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(),
-                               torch.nn.Linear(2, 3))
-
-
-def test_weight_vector_of_a_module_equals_that_of_its_state_dict():
-    model = tiny_model()
-    for subset in metrics.SUBSETS:
-        assert torch.equal(weight_vector(model, subset), weight_vector(model.state_dict(), subset))
-    kernels = model[0].weight.numel() + model[3].weight.numel()
-    assert weight_vector(model).shape == (kernels,)
-    # "all": every parameter (biases, BN scale and shift), never the running statistics.
-    assert weight_vector(model, "all").shape == (sum(p.numel() for p in model.parameters()),)
-
-
-def fake_run(epochs=(0, 1, 2)) -> Run:
-    model = tiny_model()
-    weights = {}
-    for e in epochs:
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(1.0)
-        weights[e] = {k: v.clone() for k, v in model.state_dict().items()}
-    n, c = 4, 3
-    return Run(setting_key="fake", seed=0, init_seed=0, data_seed=0, weights=weights,
-               eval_probs=torch.full((len(epochs), n, c), 1 / c), eval_labels=torch.zeros(n, dtype=torch.int64),
-               window=torch.zeros(0, 1), train_loss=torch.zeros(len(epochs) - 1, dtype=torch.float64),
-               train_acc=torch.zeros(len(epochs) - 1, dtype=torch.float64))
-
-
-def test_run_weight_vectors_stacks_the_saved_epochs():
-    run = fake_run()
-    stacked = run_weight_vectors(run, "all")
-    assert stacked.shape == (3, weight_vector(run.weights[0], "all").numel()) and stacked.dtype == torch.float64
-    for row, e in zip(stacked, run.epochs):
-        assert torch.equal(row, weight_vector(run.weights[e], "all"))
-    assert torch.equal(run_weight_vectors(run, "all", epochs=(2, 0)), stacked[[2, 0]])
-    assert run_weight_vectors(run).shape == (3, weight_vector(run.weights[0]).numel())
-
-
-# ==============================================================================================
-# Validation: each kind of bad input fails with a message that names what was expected
-
-
-P2 = np.array([[0.7, 0.3], [0.4, 0.6]])
-Y2 = np.array([0, 1])
-
-BAD_INPUTS = [
-    # wrong number of dimensions
-    (brier_score, (np.array([0.7, 0.3]), Y2), r"probs must have shape \(N, C\); got shape \(2,\)"),
-    (js_diversity, (P2,), r"probs must have shape \(M, N, C\)"),
-    (disagreement, (P2[None], Y2), r"a must have shape \(N,\) labels or \(N, C\) probabilities"),
-    (pairwise_disagreement, (Y2,), r"preds must have shape \(K, N\) labels or \(K, N, C\)"),
-    (pairwise_cosine, (np.ones(3),), r"thetas must have shape \(K, D\)"),
-    (linear_cka, (np.ones(4), np.ones((4, 2))), r"x must have shape \(N, P\)"),
-    (nll, (P2, Y2[:, None]), r"labels must have shape \(N,\)"),
-    # mismatched lengths or shapes
-    (brier_score, (P2, np.array([0, 1, 1])), r"same number of examples; got 2 and 3"),
-    (disagreement, (Y2, np.array([0, 1, 1])), r"same number of examples N"),
-    (disagreement, (P2, np.full((2, 3), 1 / 3)), r"same number of classes"),
-    (error_jaccard, (Y2, Y2, np.array([0])), r"same number of examples N"),
-    (cosine_similarity, (np.ones(3), np.ones(4)), r"same shape \(D,\); got \(3,\) and \(4,\)"),
-    (linear_cka, (np.eye(4), np.eye(5)), r"same examples; got N=4 and N=5"),
-    # not probabilities
-    (brier_score, (np.array([[2.0, 1.0], [0.5, 0.1]]), Y2), r"rows sum to 1 \(tolerance 0.001\); row 0 sums to 3"),
-    (nll, (np.array([[1.2, -0.2], [0.5, 0.5]]), Y2), r"negative entry"),
-    (expected_calibration_error, (np.array([[np.nan, 0.5], [0.5, 0.5]]), Y2), r"1 NaN or infinite"),
-    (pairwise_disagreement, (np.full((2, 2, 2), 0.6),), r"rows sum to 1"),
-    (js_diversity, (np.full((2, 2, 2), np.inf),), r"NaN or infinite"),
-    # labels
-    (brier_score, (P2, np.array([0, 2])), r"labels must be class labels in \[0, 2\); got values from 0 to 2"),
-    (nll, (P2, np.array([-1, 0])), r"class labels in \[0, 2\)"),
-    (nll, (P2, np.array([0.0, 1.0])), r"integer class labels; got dtype torch.float64"),
-    (disagreement, (np.array([0, -1]), Y2), r"a must be class labels in \[0, C\)"),
-    (disagreement, (np.array([0, 5]), P2), r"a must be class labels in \[0, 2\)"),
-    (normalized_diversity, (Y2, Y2, Y2), r"acc = 1"),
-    # empty inputs
-    (disagreement, (np.array([], dtype=np.int64), np.array([], dtype=np.int64)), r"a is empty"),
-    (brier_score, (np.zeros((0, 2)), np.array([], dtype=np.int64)), r"probs is empty"),
-    (pairwise_cosine, (np.zeros((0, 3)),), r"thetas is empty"),
-    # vectors and features
-    (pairwise_cosine, (np.array([[1.0, 0.0], [0.0, 0.0]]),), r"undefined for a zero vector: rows \[1\]"),
-    (cosine_similarity, (np.array([1.0, np.inf]), np.ones(2)), r"NaN or infinite"),
-    (linear_cka, (np.ones((4, 2)), np.eye(4)), r"x has no variance"),
-    # keyword arguments and types
-    (expected_calibration_error, (P2, Y2, 0), r"n_bins=0 is invalid: expected an int >= 1"),
-    (cosine_similarity, (np.array(["a", "b"]), np.ones(2)), r"a must hold real numbers"),
-    # the diversity-plane curves
-    (diversity_upper_model, (1.2, 0.5, 10), r"a must be accuracies in \[0, 1\]; got values from 1.2"),
-    (diversity_bounds, (0.5, np.nan), r"a_ref must be accuracies in \[0, 1\]"),
-    (diversity_upper_model, (0.5, 0.5, 1), r"num_classes=1 is invalid: expected an int >= 2"),
-    (diversity_lower_model, (0.5, 0.5, 2.0), r"num_classes=2.0 is invalid"),
-    (diversity_lower_model, (0.1, 0.1, 10), r"a_ref must beat chance \(> 1/C = 0.1\)"),
-]
-
-
-@pytest.mark.parametrize("func, args, match", BAD_INPUTS,
-                         ids=[f"{func.__name__}-{i}" for i, (func, _, _) in enumerate(BAD_INPUTS)])
-def test_bad_input_is_refused_with_a_clear_message(func, args, match):
-    with pytest.raises(ValueError, match=match):
-        func(*args)
-
-
-def test_debiased_cka_needs_four_examples():
-    with pytest.raises(ValueError, match=r"N >= 4 examples .* got N=3"):
-        linear_cka(np.eye(3), np.eye(3), debiased=True)
-    assert linear_cka(np.eye(3), np.eye(3)) == pytest.approx(1.0)
-
-
-def test_non_array_input_is_a_type_error():
-    with pytest.raises(TypeError, match=r"probs must be a torch.Tensor or numpy.ndarray; got list"):
-        brier_score([[1.0, 0.0]], Y2[:1])
-
-
-def test_weight_selection_errors():
-    with pytest.raises(ValueError, match=r"subset='biases' is invalid: expected one of \('weights', 'all'\)"):
-        weight_vector(tiny_model(), "biases")
-    with pytest.raises(ValueError, match=r"no parameters in subset 'weights'"):
-        weight_vector(torch.nn.BatchNorm1d(3))
-    with pytest.raises(TypeError, match=r"state dict or an nn.Module; got list"):
-        weight_vector([torch.ones(2, 2)])
-    with pytest.raises(ValueError, match=r"no saved weights for epoch\(s\) \[7\]; saved epochs: \(0, 1, 2\)"):
-        run_weight_vectors(fake_run(), epochs=(0, 7))
-    with pytest.raises(ValueError, match=r"epochs is empty"):
-        run_weight_vectors(fake_run(), epochs=())

@@ -5,7 +5,8 @@ import struct
 import matplotlib.colors
 import pytest
 
-from reports import figspec, plots
+from harness import figspec
+from reports import plots
 
 # A figure is ~FIGSIZE x dpi pixels (4.5 x 3.5 in at 100 dpi); bbox_inches="tight" trims or grows it a little.
 MIN_SIDE, MAX_SIDE = 250, 700

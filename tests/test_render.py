@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from reports import plots, render
-from reports.results import VERDICTS
+from reports.results import VERDICTS, upgrade
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "data" / "results_v3.json"
@@ -240,7 +240,8 @@ def test_version_1_is_rendered_best_effort(results_v2, drawn):
 
 @pytest.mark.parametrize(("bad", "match"), [
     ({"schema_version": 4, "claims": []}, "unsupported schema_version 4"),
-    ({"claims": []}, "not a results file"),
+    ({"claims": []}, "unsupported schema_version None"),
+    ([], "not a results file"),
     ({"schema_version": 3, "claims": [1]}, "'claims' must be a list of objects"),
 ])
 def test_unsupported_input_is_refused(bad, match):
@@ -340,7 +341,7 @@ def test_upgraded_version_2_evidence_has_version_3_keys_and_schema_2_labels(resu
     i2 = next(r for r in results_v2["claims"] if r["claim"] == "I2")
     v1_strings = {**i2["evidence"], "criteria": [{**c, "passed": str(c["passed"])} for c in i2["evidence"]["criteria"]]}
     for evidence in (i2["evidence"], v1_strings):  # version 1 wrote numpy booleans as "True"/"False"
-        upgraded = render.upgrade({**results_v2, "claims": [{**i2, "evidence": evidence}]})["claims"][0]["evidence"]
+        upgraded = upgrade({**results_v2, "claims": [{**i2, "evidence": evidence}]})["claims"][0]["evidence"]
         assert (upgraded["outcome"], upgraded["looks"], upgraded["max_seeds"], upgraded["finding"]) == (
             "FAIL (schema 2)", [5], None, None)
         assert [c["outcome"] for c in upgraded["criteria"]] == ["FAIL (schema 2)", "FAIL (schema 2)"]

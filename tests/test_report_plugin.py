@@ -1,4 +1,5 @@
-"""The report plugin (reports/plugin.py): results.json, the verdict table and rendering, in throw-away sessions."""
+"""The report plugin (reports/plugin.py, records.py, table.py): results.json, the verdict table and rendering,
+in throw-away sessions."""
 
 import json
 import math
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import settings
+from harness import provenance, settings
 from harness.training import resolve_device
-from reports import plugin
+from reports import plugin, records, table
+from reports.results import SCHEMA_VERSION, headline
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,15 +31,17 @@ pytest_plugins = ["fixtures.options", "reports.plugin"]
 
 
 class ClaimInfo:
-    def __init__(self, claim_id):
+    def __init__(self, claim_id, source):
         self.claim_id = claim_id
+        self.source = source
 
     def to_dict(self):
         return {"id": self.claim_id, "title": "claim " + self.claim_id}
 
 
 sys.modules["harness.catalog"] = types.ModuleType("harness.catalog")
-sys.modules["harness.catalog"].CATALOG = {cid: ClaimInfo(cid) for cid in ("Z1", "Z2", "Q9")}
+sys.modules["harness.catalog"].CATALOG = {cid: ClaimInfo(cid, source)
+                                          for cid, source in (("Z1", "[Z] Fig. 1"), ("Z2", "[Z] Tab. 2"), ("Q9", "[Q]"))}
 
 
 def write_report(results, out_dir):
@@ -89,7 +93,7 @@ def broken_teardown():
     raise RuntimeError("teardown broke")
 
 
-@pytest.mark.claim(id="Z1", source="[Z] Fig. 1")
+@pytest.mark.claim(id="Z1")
 @pytest.mark.parametrize("setting", ["digits-mlp", pytest.param(
     "synthetic16-cnn", marks=pytest.mark.xfail(strict=True, reason="declared finding: measured 0.3 < 0.5"))])
 def test_z1(setting, request, record_property):
@@ -102,7 +106,7 @@ def test_z1(setting, request, record_property):
         raise AssertionError("Z1 refuted on synthetic16-cnn: score 0.3 [0.2, 0.4] >= 0.5")
 
 
-@pytest.mark.claim(id="Z2", source="[Z] Tab. 2")
+@pytest.mark.claim(id="Z2")
 @pytest.mark.parametrize("setting", ["made-up"])
 def test_z2_fails(setting, request, record_property):
     record_property("evidence", evidence(request, setting, "inconclusive", criterion(float("nan"), "inconclusive"),
@@ -110,42 +114,42 @@ def test_z2_fails(setting, request, record_property):
     raise AssertionError("Z2 inconclusive on made-up at the seed cap 40")
 
 
-@pytest.mark.claim(id="Z3", source="[Z]")
+@pytest.mark.claim(id="Z3")
 @pytest.mark.parametrize("size", ["big"])
 def test_z3_errors_in_setup(size, broken_setup):
     pass
 
 
-@pytest.mark.claim(id="Z4", source="[Z]")
+@pytest.mark.claim(id="Z4")
 @pytest.mark.skip(reason="no data here")
 def test_z4_skipped():
     pass
 
 
-@pytest.mark.claim(id="Z5", source="[Z]")
+@pytest.mark.claim(id="Z5")
 def test_z5_errors_in_teardown(broken_teardown, request, record_property):
     record_property("evidence", evidence(request, "digits-mlp", "refuted", criterion(0.2, "refuted")))
     record_property("evidence", evidence(request, "digits-mlp", "reproduces", criterion(0.9, "reproduces")))
 
 
-@pytest.mark.claim(id="Z6", source="[Z]")
+@pytest.mark.claim(id="Z6")
 @pytest.mark.xfail(strict=False, reason="may not reproduce")
 def test_z6_xpasses(request, record_property):
     record_property("evidence", evidence(request, "synthetic16-cnn", "reproduces", criterion(0.9, "reproduces")))
 
 
-@pytest.mark.claim(id="Z7", source="[Z]")
+@pytest.mark.claim(id="Z7")
 @pytest.mark.xfail(strict=True, reason="said not to reproduce")
 def test_z7_xpasses_strictly():
     pass
 
 
-@pytest.mark.claim(id="Z8", source="[Z]")
+@pytest.mark.claim(id="Z8")
 def test_z8_lacks_a_fixture(no_such_fixture):
     pass
 
 
-@pytest.mark.claim(id="Z9", source="[Z]")
+@pytest.mark.claim(id="Z9")
 @pytest.mark.parametrize("setting", ["digits-mlp", "synthetic16-cnn"])
 def test_z9(setting, request, record_property):
     if setting == "digits-mlp":
@@ -173,20 +177,20 @@ EXPECTED = {
         ("Z2", "[Z] Tab. 2", "made-up", "failed", None,
          "AssertionError: Z2 inconclusive on made-up at the seed cap 40"), "inconclusive", []),
     "test_claims.py::test_z3_errors_in_setup[big]": (
-        ("Z3", "[Z]", "big", "error", None, "RuntimeError: setup broke"), None, []),
-    "test_claims.py::test_z4_skipped": (("Z4", "[Z]", None, "skipped", "no data here", None), None, []),
+        ("Z3", None, "big", "error", None, "RuntimeError: setup broke"), None, []),
+    "test_claims.py::test_z4_skipped": (("Z4", None, None, "skipped", "no data here", None), None, []),
     "test_claims.py::test_z5_errors_in_teardown": (
-        ("Z5", "[Z]", "digits-mlp", "error", None, "RuntimeError: teardown broke"), "reproduces", ["refuted"]),
-    "test_claims.py::test_z6_xpasses": (("Z6", "[Z]", "synthetic16-cnn", "xpassed", "may not reproduce", None),
+        ("Z5", None, "digits-mlp", "error", None, "RuntimeError: teardown broke"), "reproduces", ["refuted"]),
+    "test_claims.py::test_z6_xpasses": (("Z6", None, "synthetic16-cnn", "xpassed", "may not reproduce", None),
                                         "reproduces", []),
     "test_claims.py::test_z7_xpasses_strictly": (
-        ("Z7", "[Z]", None, "failed", None, "[XPASS(strict)] said not to reproduce"), None, []),
+        ("Z7", None, None, "failed", None, "[XPASS(strict)] said not to reproduce"), None, []),
     "test_claims.py::test_z8_lacks_a_fixture": (
-        ("Z8", "[Z]", None, "error", None, "fixture 'no_such_fixture' not found"), None, []),
+        ("Z8", None, None, "error", None, "fixture 'no_such_fixture' not found"), None, []),
     "test_claims.py::test_z9[digits-mlp]": (
-        ("Z9", "[Z]", "digits-mlp", "failed", None, "AssertionError: Z9 refuted on digits-mlp"), "refuted", []),
+        ("Z9", None, "digits-mlp", "failed", None, "AssertionError: Z9 refuted on digits-mlp"), "refuted", []),
     "test_claims.py::test_z9[synthetic16-cnn]": (
-        ("Z9", "[Z]", "synthetic16-cnn", "failed", None,
+        ("Z9", None, "synthetic16-cnn", "failed", None,
          "declared finding now reproduces: Z9 on synthetic16-cnn"), "reproduces", []),
 }
 
@@ -230,7 +234,7 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
     z2 = next(r for r in records if r["claim"] == "Z2")["evidence"]
     assert z2["looks"] == [5, 10, 20, 40] and math.isnan(z2["criteria"][0]["estimate"])
 
-    assert results["schema_version"] == plugin.SCHEMA_VERSION == 3
+    assert results["schema_version"] == SCHEMA_VERSION == 3
     assert results["summary"] == {"passed": 1, "failed": 4, "xfailed": 1, "xpassed": 1, "skipped": 1, "error": 3}
     assert results["git"] == {"commit": None, "dirty": None}  # the pytester folder is no git checkout
     assert results["command"][0] == "pytest" and f"--report-dir={tmp_path / 'report'}" in results["command"]
@@ -250,14 +254,14 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
 
     result.stdout.fnmatch_lines_random([
         "claim *setting *statistic *verdict *seeds *test",
-        "Z1 *digits-mlp *score 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5→10 *passed",
-        "Z1 *synthetic16-cnn *score 0.3 [[]0.2, 0.4[]] >= 0.5 *refuted (finding) *5 *xfailed",
-        "Z2 *made-up *score nan [[]nan, nan[]] >= 0.5 *inconclusive *5→10→20→40 *failed",
+        "Z1 *digits-mlp *score: 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5→10 *passed",
+        "Z1 *synthetic16-cnn *score: 0.3 [[]0.2, 0.4[]] >= 0.5 *refuted (finding) *5 *xfailed",
+        "Z2 *made-up *score: NaN [[]NaN, NaN[]] >= 0.5 *inconclusive *5→10→20→40 *failed",
         "Z3 *big *RuntimeError: setup broke *- *- *error",
         "Z4 *- *no data here *- *- *skipped",
         "Z8 *- *fixture 'no_such_fixture' not found *- *- *error",
-        "Z9 *digits-mlp *second 0.25 [[]0.15, 0.35[]] >= 0.5 *refuted *5 *failed",
-        "Z9 *synthetic16-cnn *score 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5 *failed",
+        "Z9 *digits-mlp *second: 0.25 [[]0.15, 0.35[]] >= 0.5 *refuted *5 *failed",
+        "Z9 *synthetic16-cnn *score: 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5 *failed",
         f"results: {tmp_path / 'report' / 'results.json'}",
         f"report: {tmp_path / 'report' / 'index.html'}, {tmp_path / 'report' / 'summary.md'}",
     ])
@@ -282,34 +286,32 @@ def test_render_reports_a_missing_renderer_as_its_error(monkeypatch, tmp_path):
 
 
 def test_setting_is_the_setting_argument_else_the_parametrize_id():
-    assert plugin.setting_of({"setting": "digits-mlp"}, "digits-mlp") == "digits-mlp"
-    assert plugin.setting_of({"setting": settings.get("synthetic16-cnn")}, "s0") == "synthetic16-cnn"
-    assert plugin.setting_of({"size": 3}, "3") == "3"
-    assert plugin.setting_of({}, None) is None
+    assert records.setting_of({"setting": "digits-mlp"}, "digits-mlp") == "digits-mlp"
+    assert records.setting_of({"setting": settings.get("synthetic16-cnn")}, "s0") == "synthetic16-cnn"
+    assert records.setting_of({"size": 3}, "3") == "3"
+    assert records.setting_of({}, None) is None
 
 
 def test_git_info_is_null_outside_a_checkout_and_without_git(tmp_path, monkeypatch):
-    assert plugin.git_info(tmp_path) == {"commit": None, "dirty": None}
+    assert provenance.git_info(tmp_path) == {"commit": None, "dirty": None}
     monkeypatch.setenv("PATH", str(tmp_path))  # no git executable to be found
-    assert plugin.git_info(ROOT) == {"commit": None, "dirty": None}
+    assert provenance.git_info(ROOT) == {"commit": None, "dirty": None}
 
 
-def test_write_json_atomic_replaces_the_file_and_keeps_nan(tmp_path):
+def test_write_results_replaces_the_file_and_keeps_nan(tmp_path):
     path = tmp_path / "out" / "results.json"
-    plugin.write_json_atomic(path, {"x": 1})
-    plugin.write_json_atomic(path, {"x": float("nan"), "y": [float("inf")]})
+    records.write_results(path, {"x": 1})
+    records.write_results(path, {"x": float("nan"), "y": [float("inf")]})
     loaded = json.loads(path.read_text())
     assert math.isnan(loaded["x"]) and loaded["y"] == [math.inf]
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]
 
 
 def test_sections_keep_only_known_settings_and_catalogued_claims(monkeypatch):
-    assert list(plugin.settings_section(["digits-mlp", "nope", "digits-mlp"])) == ["digits-mlp"]
+    assert list(records.settings_section(["digits-mlp", "nope", "digits-mlp"])) == ["digits-mlp"]
     info = types.SimpleNamespace(to_dict=lambda: {"id": "T1"})
-    monkeypatch.setitem(sys.modules, "harness.catalog", types.SimpleNamespace(CATALOG={"T1": info}))
-    assert plugin.catalog_section(["T1", "X9", "T1"]) == {"T1": {"id": "T1"}}
-    monkeypatch.setitem(sys.modules, "harness.catalog", None)  # the catalog not written yet
-    assert plugin.catalog_section(["T1"]) == {}
+    monkeypatch.setattr(records, "CATALOG", {"T1": info})
+    assert records.catalog_section(["T1", "X9", "T1"]) == {"T1": {"id": "T1"}}
 
 
 def criterion(name: str, outcome: str, estimate: float = 0.2, ci=(0.1, 0.3)) -> dict:
@@ -324,12 +326,13 @@ def criterion(name: str, outcome: str, estimate: float = 0.2, ci=(0.1, 0.3)) -> 
 ], ids=["first-refuted", "first-inconclusive", "first"])
 def test_headline_is_the_first_refuted_else_inconclusive_else_first_criterion(outcomes, shown):
     criteria = [criterion(name, outcome) for name, outcome in zip("abcd", outcomes)]
-    assert plugin.headline({"criteria": criteria}) == f"{shown} 0.2 [0.1, 0.3] <= 0.1"
+    assert headline({"criteria": criteria}) == f"{shown}: 0.2 [0.1, 0.3] <= 0.1"
 
 
-def test_headline_numbers_have_four_significant_digits():
-    evidence = {"criteria": [criterion("cos", "reproduces", estimate=0.123456, ci=(-math.inf, 0.987654))]}
-    assert plugin.headline(evidence) == "cos 0.1235 [-inf, 0.9877] <= 0.1"
+def test_headline_numbers_have_five_significant_digits_and_no_level():
+    evidence = {"criteria": [criterion("cos", "reproduces", estimate=0.1234567, ci=(-math.inf, 0.9876543))]}
+    assert headline(evidence) == "cos: 0.12346 [−∞, 0.98765] <= 0.1"
+    assert headline({"criteria": []}) is None
 
 
 def test_verdict_rows_show_the_three_verdicts_a_finding_and_the_looks():
@@ -344,6 +347,6 @@ def test_verdict_rows_show_the_three_verdicts_a_finding_and_the_looks():
                rec("E", "reproduces", "failed", finding=declared),
                {"claim": "F", "setting": None, "evidence": None, "outcome": "skipped", "skip_reason": "no GPU",
                 "message": None}]
-    assert [row[3:] for row in plugin.verdict_rows(records)] == [
+    assert [row[3:] for row in table.verdict_rows(records)] == [
         ("reproduces", "5→10", "passed"), ("refuted", "5", "failed"), ("inconclusive", "5→10→20", "failed"),
         ("refuted (finding)", "5", "xfailed"), ("reproduces", "5", "failed"), ("-", "-", "skipped")]

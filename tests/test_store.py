@@ -1,8 +1,7 @@
 """Tests of harness.store: bit-exact round trips, cache hits, fault detection, locking, crashes.
 
-Runs are fakes built from seeded random tensors; ``FakeTrainer`` stands in for
-``harness.training.train`` and counts its calls. The concurrency and crash tests run child Python
-processes that import this module for the fakes.
+Runs are fakes (tests/fake_runs.py). The concurrency and crash tests run child Python processes
+that import this module for their children.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 import uuid
 import warnings
@@ -22,63 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from fake_runs import CHILD_TIMEOUT_S, OTHER_SETTING, SETTING, SLOW_TRAIN_S, FakeTrainer, make_run, start_child
 
-from harness import settings
+from harness import provenance, settings
 from harness.store import ARRAY_FIELDS, ARRAYS_FILE, META_FILE, WEIGHTS_FILE, CorruptRunWarning, RunStore
 from harness.training import DivergedError, Run
 
-REPO = Path(__file__).resolve().parents[1]
-SETTING = settings.get("digits-mlp")
-OTHER_SETTING = settings.get("synthetic16-cnn")
-
-# Shape of the fake runs: saved epochs, eval examples, classes. Small, so each test stays fast.
-FAKE_EPOCHS = (0, 2, 4)
-FAKE_N, FAKE_C = 7, 10
-SLOW_TRAIN_S = 1.0  # the concurrent trainer's sleep: long enough that both processes overlap it
-CHILD_TIMEOUT_S = 60
-
 
 # ----------------------------------------------------------------------------------------------
-# Fakes (module level: the child processes import them)
-
-
-def make_run(setting: settings.Setting, seed: int) -> Run:
-    """A deterministic fake run: 2-tensor state dicts at 3 epochs, softmaxed probabilities."""
-    gen = torch.Generator().manual_seed(1000 + seed)
-    epochs = FAKE_EPOCHS[-1]
-    # Names deliberately not sorted, to check that the store keeps state-dict order.
-    weights = {
-        epoch: {"fc2.weight": torch.randn(3, 4, generator=gen), "fc1.bias": torch.randn(4, generator=gen)}
-        for epoch in FAKE_EPOCHS
-    }
-    return Run(
-        setting_key=setting.cache_key(),
-        seed=seed,
-        init_seed=seed + 100,
-        data_seed=seed + 200,
-        weights=weights,
-        eval_probs=torch.randn(epochs + 1, FAKE_N, FAKE_C, generator=gen).softmax(-1),
-        eval_labels=torch.randint(0, FAKE_C, (FAKE_N,), generator=gen),
-        window=torch.randn(2, 16, generator=gen),
-        train_loss=torch.rand(epochs, generator=gen, dtype=torch.float64),
-        train_acc=torch.rand(epochs, generator=gen, dtype=torch.float64),
-        meta={"device": "cpu", "timings": {"train_s": 1.25, "eval_s": 0.5}, "epochs_run": epochs},
-    )
-
-
-class FakeTrainer:
-    """A ``train_fn`` that records ``(seed, kwargs)`` per call and returns :func:`make_run`."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, dict]] = []
-
-    def __call__(self, setting: settings.Setting, seed: int, **kwargs) -> Run:
-        self.calls.append((seed, kwargs))
-        return make_run(setting, seed)
-
-    @property
-    def seeds(self) -> list[int]:
-        return [seed for seed, _ in self.calls]
+# Children (module level: they run in processes started by start_child)
 
 
 def run_digest(run: Run) -> str:
@@ -114,7 +62,7 @@ def child_killed_mid_write(root: str, seed: int) -> None:
     """Crash child: save a run, but stop after the first tensor file and wait to be killed."""
     from harness import store
 
-    write = store._write_tensor_file
+    write = store.write_tensor_file
 
     def write_then_hang(tensors, path):
         record = write(tensors, path)
@@ -122,16 +70,8 @@ def child_killed_mid_write(root: str, seed: int) -> None:
         time.sleep(CHILD_TIMEOUT_S)
         return record
 
-    store._write_tensor_file = write_then_hang
+    store.write_tensor_file = write_then_hang
     RunStore(root).save(SETTING, make_run(SETTING, seed))
-
-
-def start_child(call: str) -> subprocess.Popen:
-    """Start ``python -c`` running ``call`` with this module importable as ``test_store``."""
-    code = f"import test_store\ntest_store.{call}\n"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)])}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,7 +133,9 @@ def test_meta_json_records_provenance_and_checksums(store: RunStore) -> None:
                                "spec": json.loads(json.dumps(SETTING.spec()))}
     assert (meta["seed"], meta["init_seed"], meta["data_seed"]) == (0, 100, 200)
     assert meta["run_meta"] == run.meta
+    assert meta["versions"] == provenance.versions()
     assert meta["versions"]["torch"] == torch.__version__
+    assert meta["git_commit"] == provenance.harness_git_info()["commit"]
     assert meta["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", meta["git_commit"])
     assert meta["created_utc"].endswith("+00:00")
     for name in (WEIGHTS_FILE, ARRAYS_FILE):
@@ -361,7 +303,8 @@ def test_entry_copied_to_another_seed_is_rejected(store: RunStore) -> None:
 def test_two_processes_train_a_run_once(tmp_path: Path) -> None:
     root, markers = tmp_path / "runs", tmp_path / "markers"
     markers.mkdir()
-    children = [start_child(f"child_get_or_train({str(root)!r}, 5, {str(markers)!r}, 2)") for _ in range(2)]
+    call = f"child_get_or_train({str(root)!r}, 5, {str(markers)!r}, 2)"
+    children = [start_child("test_store", call) for _ in range(2)]
     outputs = []
     for child in children:
         out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
@@ -373,7 +316,7 @@ def test_two_processes_train_a_run_once(tmp_path: Path) -> None:
 
 
 def test_process_killed_mid_write_leaves_no_entry(store: RunStore, trainer: FakeTrainer) -> None:
-    child = start_child(f"child_killed_mid_write({str(store.root)!r}, 0)")
+    child = start_child("test_store", f"child_killed_mid_write({str(store.root)!r}, 0)")
     try:
         line = child.stdout.readline()
         assert line.startswith("WRITING"), child.stderr.read() if not line else line
@@ -429,7 +372,7 @@ def test_root_that_is_a_file_is_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("seed", [-1, 1.5, "3", True, None])
 def test_bad_seed_is_rejected_before_training(store: RunStore, trainer: FakeTrainer, seed) -> None:
-    with pytest.raises(ValueError, match=re.escape(f"seed={seed!r} is invalid: expected a non-negative int")):
+    with pytest.raises(ValueError, match=re.escape(f"seed={seed!r} is invalid: expected an int >= 0")):
         store.get_or_train(SETTING, [0, seed])
     assert trainer.calls == []
     with pytest.raises(ValueError, match=re.escape(f"seed={seed!r}")):
@@ -440,249 +383,3 @@ def test_runs_with_overridden_init_or_data_seed_are_not_stored(store: RunStore, 
     with pytest.raises(ValueError, match=r"keys runs by seed and cannot store runs with data_seed, init_seed"):
         store.get_or_train(SETTING, [0], init_seed=1, data_seed=2)
     assert trainer.calls == [] and not store.path(SETTING, 0).exists()
-
-
-# ----------------------------------------------------------------------------------------------
-# Derived tensors: get_or_compute
-
-
-DERIVED_PARAMS = {"sampler": "random", "n": 3, "scales": {"random": 0.2}, "sample_seed": 0}
-
-
-def derived_tensors() -> dict[str, torch.Tensor]:
-    """Tensors of several dtypes, one of them a non-contiguous view, as a compute callable returns."""
-    gen = torch.Generator().manual_seed(7)
-    return {"probs": torch.randn(3, 4, 5, generator=gen).softmax(-1).transpose(1, 2),
-            "loss": torch.rand(3, generator=gen, dtype=torch.float64),
-            "labels": torch.randint(0, 10, (4,), generator=gen)}
-
-
-class CountingCompute:
-    """A ``compute`` callable for get_or_compute that counts its calls and returns :func:`derived_tensors`."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self) -> dict[str, torch.Tensor]:
-        self.calls += 1
-        return derived_tensors()
-
-
-def assert_tensors_equal(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    assert sorted(actual) == sorted(expected)
-    for name, tensor in expected.items():
-        got = actual[name]
-        assert got.dtype == tensor.dtype and got.shape == tensor.shape and torch.equal(got, tensor), name
-
-
-def derived_tmp_files(store: RunStore, seed: int = 0) -> list[Path]:
-    return sorted((store.root / SETTING.cache_key() / "derived" / f"seed={seed}").glob(".tmp-*"))
-
-
-def test_derived_path_is_under_the_run_and_keyed_by_params(store: RunStore) -> None:
-    path = store.derived_path(SETTING, 2, "samples-random", DERIVED_PARAMS)
-    assert path.parent == store.root / SETTING.cache_key() / "derived" / "seed=2"
-    assert re.fullmatch(r"samples-random-[0-9a-f]{16}\.safetensors", path.name)
-    # Keys are sorted before hashing: the order of a dict's items does not change the file.
-    reordered = dict(reversed(list(DERIVED_PARAMS.items())))
-    assert store.derived_path(SETTING, 2, "samples-random", reordered) == path
-    assert store.derived_path(SETTING, 2, "samples-random", {**DERIVED_PARAMS, "n": 4}) != path
-    assert store.derived_path(SETTING, 3, "samples-random", DERIVED_PARAMS) != path
-    assert store.derived_path(OTHER_SETTING, 2, "samples-random", DERIVED_PARAMS) != path
-
-
-def test_get_or_compute_computes_once_then_hits_the_cache(store: RunStore) -> None:
-    compute = CountingCompute()
-    first = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    assert compute.calls == 1
-    assert store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).is_file()
-    assert_tensors_equal(first, derived_tensors())
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a valid file is served without any warning
-        second = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    assert compute.calls == 1
-    assert_tensors_equal(second, first)
-    assert derived_tmp_files(store) == []
-
-
-def test_get_or_compute_reload_is_bit_identical(store: RunStore) -> None:
-    first = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, CountingCompute())
-    compute = CountingCompute()
-    reloaded = RunStore(store.root).get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    assert compute.calls == 0
-    assert_tensors_equal(reloaded, first)
-    assert_tensors_equal(reloaded, derived_tensors())
-    assert all(t.is_contiguous() for t in reloaded.values())
-
-
-def test_get_or_compute_different_params_use_different_files(store: RunStore) -> None:
-    compute = CountingCompute()
-    other = {**DERIVED_PARAMS, "sample_seed": 1}
-    store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    store.get_or_compute(SETTING, 0, "samples-random", other, compute)
-    assert compute.calls == 2
-    files = sorted(p.name for p in store.derived_path(SETTING, 0, "samples-random", other).parent.iterdir()
-                   if p.suffix == ".safetensors")
-    assert len(files) == 2
-
-    store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    store.get_or_compute(SETTING, 0, "samples-random", other, compute)
-    store.get_or_compute(SETTING, 1, "samples-random", other, compute)  # another seed: a miss
-    store.get_or_compute(SETTING, 0, "samples-dropout", other, compute)  # another name: a miss
-    assert compute.calls == 4
-
-
-@pytest.mark.parametrize("name", ["", "a/b", "../escape", "samples.random", "two words"])
-def test_get_or_compute_rejects_a_name_that_is_no_file_name(store: RunStore, name: str) -> None:
-    compute = CountingCompute()
-    with pytest.raises(ValueError, match=re.escape(f"name={name!r} is invalid")):
-        store.get_or_compute(SETTING, 0, name, DERIVED_PARAMS, compute)
-    assert compute.calls == 0
-    assert not (store.root / SETTING.cache_key() / "derived").exists()
-
-
-@pytest.mark.parametrize("params", [
-    pytest.param({"scale": float("nan")}, id="nan"),
-    pytest.param({"scale": float("inf")}, id="inf"),
-    pytest.param({"nested": [1.0, float("-inf")]}, id="nested-inf"),
-    pytest.param({"device": torch.device("cpu")}, id="not-json"),
-    pytest.param({"tensor": torch.ones(2)}, id="tensor"),
-])
-def test_get_or_compute_rejects_params_json_cannot_hold(store: RunStore, params: dict) -> None:
-    compute = CountingCompute()
-    with pytest.raises(ValueError, match="params must be JSON-able with finite numbers"):
-        store.get_or_compute(SETTING, 0, "samples-random", params, compute)
-    assert compute.calls == 0
-
-
-@pytest.mark.parametrize("seed", [-1, 1.5, None])
-def test_get_or_compute_rejects_a_bad_seed(store: RunStore, seed) -> None:
-    compute = CountingCompute()
-    with pytest.raises(ValueError, match=re.escape(f"seed={seed!r} is invalid")):
-        store.get_or_compute(SETTING, seed, "samples-random", DERIVED_PARAMS, compute)
-    assert compute.calls == 0
-
-
-def garbage(path: Path) -> None:
-    path.write_bytes(b"not a safetensors file at all")
-
-
-def empty(path: Path) -> None:
-    path.write_bytes(b"")
-
-
-def truncate_derived(path: Path) -> None:
-    os.truncate(path, path.stat().st_size // 2)
-
-
-def cut_tensor_data(path: Path) -> None:
-    # Header intact (params still match), the last tensor's bytes missing.
-    os.truncate(path, path.stat().st_size - 8)
-
-
-@pytest.mark.parametrize("damage", [garbage, empty, truncate_derived, cut_tensor_data])
-def test_get_or_compute_recomputes_a_file_that_does_not_parse(store: RunStore, damage) -> None:
-    compute = CountingCompute()
-    store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    path = store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS)
-    damage(path)
-
-    with pytest.warns(CorruptRunWarning, match=re.escape(f"derived file {path}") + ".*recomputing it"):
-        tensors = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    assert compute.calls == 2
-    assert_tensors_equal(tensors, derived_tensors())
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the rewritten file verifies cleanly
-        assert_tensors_equal(RunStore(store.root).get_or_compute(
-            SETTING, 0, "samples-random", DERIVED_PARAMS, compute), derived_tensors())
-    assert compute.calls == 2
-
-
-@pytest.mark.parametrize("metadata", [{"params": "other"}, None], ids=["other-params", "no-metadata"])
-def test_get_or_compute_recomputes_a_file_with_other_stored_params(store: RunStore, metadata) -> None:
-    from safetensors.torch import save_file
-
-    path = store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS)
-    path.parent.mkdir(parents=True)
-    save_file({"probs": torch.zeros(2, 2)}, path, metadata=metadata)
-    compute = CountingCompute()
-
-    with pytest.warns(CorruptRunWarning, match="its stored parameters differ from the request"):
-        tensors = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    assert compute.calls == 1
-    assert_tensors_equal(tensors, derived_tensors())
-    assert_tensors_equal(RunStore(store.root).get_or_compute(
-        SETTING, 0, "samples-random", DERIVED_PARAMS, compute), derived_tensors())
-    assert compute.calls == 1
-
-
-def test_get_or_compute_failure_propagates_and_stores_nothing(store: RunStore) -> None:
-    def fail() -> dict[str, torch.Tensor]:
-        raise DivergedError("sampled weights gave non-finite outputs")
-
-    with pytest.raises(DivergedError, match="non-finite outputs"):
-        store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, fail)
-    assert not store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
-    assert derived_tmp_files(store) == []
-
-    compute = CountingCompute()  # the lock was released: the next call computes
-    store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
-    assert compute.calls == 1
-
-
-def test_get_or_compute_write_failure_leaves_no_file(store: RunStore, monkeypatch) -> None:
-    from harness import store as store_module
-
-    def write_half_then_fail(tensors, path, metadata=None):
-        Path(path).write_bytes(b"partial")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(store_module, "save_file", write_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
-        store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, CountingCompute())
-    assert not store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
-    assert derived_tmp_files(store) == []
-
-
-def child_get_or_compute(root: str, markers: str, n_ready: int) -> None:
-    """Concurrency child: wait until ``n_ready`` children are ready, then get_or_compute with a slow compute."""
-    markers_dir = Path(markers)
-
-    def slow_compute():
-        (markers_dir / f"computed-{os.getpid()}-{uuid.uuid4().hex}").touch()
-        time.sleep(SLOW_TRAIN_S)
-        return derived_tensors()
-
-    (markers_dir / f"ready-{os.getpid()}").touch()
-    while len(list(markers_dir.glob("ready-*"))) < n_ready:
-        time.sleep(0.01)
-    tensors = RunStore(root).get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, slow_compute)
-    print(hashlib.sha256(b"".join(tensors[k].numpy().tobytes() for k in sorted(tensors))).hexdigest(), flush=True)
-
-
-def test_two_processes_compute_a_derived_file_once(tmp_path: Path) -> None:
-    root, markers = tmp_path / "runs", tmp_path / "markers"
-    markers.mkdir()
-    children = [start_child(f"child_get_or_compute({str(root)!r}, {str(markers)!r}, 2)") for _ in range(2)]
-    outputs = []
-    for child in children:
-        out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
-        assert child.returncode == 0, err
-        outputs.append(out.strip())
-
-    assert len(list(markers.glob("computed-*"))) == 1
-    assert outputs[0] == outputs[1] and len(outputs[0]) == 64
-
-
-def test_storing_a_new_run_deletes_the_derived_files_of_the_old_one(store: RunStore, trainer) -> None:
-    store.get_or_train(SETTING, [0])
-    derived = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, CountingCompute())
-    store.save(SETTING, make_run(SETTING, 0))  # an equal entry is kept: its derived files stay
-    assert store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
-    shutil.rmtree(store.path(SETTING, 0))  # the run is lost and retrained
-    store.get_or_train(SETTING, [0])
-    assert not store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
-    compute = CountingCompute()
-    assert_tensors_equal(store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute), derived)
-    assert compute.calls == 1

@@ -1,20 +1,15 @@
-"""Property tests of harness.symmetry: claims P1 and P2 (CLAIMS.md, "Symmetry"), permutation specs,
-weight matching and the interpolation barrier.
+"""Property tests of harness.symmetry: claim P1 (CLAIMS.md, "Symmetry"), permutation specs and
+permutations.
 
 P1  Permuting hidden units leaves the function unchanged but changes the weight cosine.
-P2  Weight matching recovers a planted permutation.
 
-Models are drawn over architectures (mlp, small_cnn, medium_cnn at reduced widths, resnet20 with
-every normalisation), widths, seeds and permutations. Every 1-D tensor (biases, normalisation
-scales and shifts, BatchNorm running statistics) is set to random values first: at Glorot
-initialisation they are constant (0 or 1), and permuting a constant vector tests nothing.
+Models come from model_cases.py.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -23,9 +18,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from harness import models, symmetry
-from harness.data import Split
-from harness.metrics import cosine_similarity, weight_vector
 from harness.settings import ModelSpec
+from harness.weightspace import cosine_similarity, weight_vector
+from model_cases import KINDS, NUM_CLASSES, Case, case_of, cases, make_inputs, make_model, state_equal
 
 # Permuting units reorders the sums inside matmuls and convolutions, so outputs agree to float32
 # rounding, not bitwise: unit roundoff 6e-8, accumulated over sums of <= 10^3 terms and <= 20
@@ -44,76 +39,6 @@ NEAR_ZERO_COSINE = 0.05
 FLOAT64_SLACK = 1e-12
 # The claim's own example (CLAIMS.md P1): (1, -3, 2, 1) against its permuted twin (-3, 1, 1, 2).
 CLAIM_EXAMPLE_COSINE = -2 / 15
-# Official MediumCNN widths, for P2 once at full size.
-MEDIUM_CNN = (64, 128, 256, 256)
-# P2 widths: coordinate descent can stop at a coordinate-wise optimum when a layer has 2-3 units,
-# where a mis-permuted neighbour's terms outweigh a unit's own (seen for ~1.5% of MLPs with such
-# layers); with >= 4 units per layer it recovered 1,500 of 1,500 planted permutations.
-P2_WIDTHS = (4, 5, 8, 16)
-# Input (channels, side) per architecture: the MLP on digits-sized images; the CNNs at sizes that
-# leave 2x2 pixels after the last block, so the head's inputs move in blocks of 4; ResNet20 on
-# small images (global pooling makes the size irrelevant to the symmetry).
-INPUTS = {"mlp": (1, 8), "small_cnn": (3, 16), "medium_cnn": (3, 32), "resnet20": (3, 8)}
-LAYERS = {"small_cnn": 3, "medium_cnn": 4, "resnet20": 3}
-# ResNet20 widths: gcd(8, C) GroupNorm groups of 1 (4, 8), 2 (16) and 3 (12) channels.
-RESNET_WIDTHS = (4, 8, 12, 16)
-KINDS = ("mlp", "small_cnn", "medium_cnn", "resnet20-batch", "resnet20-group", "resnet20-layer",
-         "resnet20-none")
-N_EXAMPLES = 4  # inputs per output comparison
-NUM_CLASSES = 10
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    widths: tuple[int, ...]
-    norm: str
-    seed: int
-
-
-# Fixed widths for the example-based tests: small, more than one unit per group everywhere.
-SMALL_WIDTHS = {"mlp": (8, 8), "small_cnn": (8, 8, 8), "medium_cnn": (8, 8, 8, 8), "resnet20": (8, 8, 8)}
-
-
-def case_of(kind: str, seed: int = 0, widths: tuple[int, ...] | None = None) -> Case:
-    """The Case for a KINDS entry ("resnet20-group" -> resnet20 with GroupNorm)."""
-    name, _, norm = kind.partition("-")
-    return Case(name, widths or SMALL_WIDTHS[name], norm or "none", seed)
-
-
-def make_model(case: Case) -> nn.Module:
-    """The case's model in eval mode, with random 1-D tensors (positive running variances)."""
-    torch.manual_seed(case.seed)
-    channels, side = INPUTS[case.name]
-    model = models.build(ModelSpec(case.name, case.widths, norm=case.norm), channels, side, NUM_CLASSES)
-    gen = torch.Generator().manual_seed(case.seed)
-    with torch.no_grad():
-        for key, tensor in model.state_dict().items():
-            if tensor.is_floating_point() and tensor.ndim == 1:
-                values = torch.rand(tensor.shape, generator=gen) + 0.5 if key.endswith("running_var") \
-                    else torch.randn(tensor.shape, generator=gen)
-                tensor.copy_(values)
-    return model.eval()
-
-
-def make_inputs(case: Case, n: int = N_EXAMPLES) -> torch.Tensor:
-    channels, side = INPUTS[case.name]
-    return torch.randn(n, channels, side, side, generator=torch.Generator().manual_seed(case.seed + 1))
-
-
-@st.composite
-def cases(draw, kinds=KINDS, widths=(1, 2, 3, 5, 8, 16), resnet_widths=RESNET_WIDTHS) -> Case:
-    kind = draw(st.sampled_from(kinds))
-    name = kind.partition("-")[0]
-    n_layers = draw(st.integers(1, 3)) if name == "mlp" else LAYERS[name]
-    choices = resnet_widths if name == "resnet20" else widths
-    layer_widths = tuple(draw(st.lists(st.sampled_from(choices), min_size=n_layers, max_size=n_layers)))
-    return case_of(kind, draw(st.integers(0, 2**16)), layer_widths)
-
-
-def state_equal(a: nn.Module, b: nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def reference_permute(model: nn.Module, spec: symmetry.PermutationSpec, perm: dict) -> nn.Module:
@@ -331,188 +256,3 @@ def test_p1_claim_example_cosine():
     cos = cosine_similarity(weight_vector(model.state_dict()), weight_vector(twin.state_dict()))
     assert cos == pytest.approx(CLAIM_EXAMPLE_COSINE, abs=FLOAT64_SLACK)
     assert_same_function(model, twin, torch.linspace(-2, 2, 9)[:, None])
-
-
-# ----------------------------------------------------------------------------------------------
-# P2: weight matching recovers a planted permutation
-
-
-def assert_recovers(model: nn.Module, perm: dict, x: torch.Tensor) -> symmetry.WeightMatching:
-    twin = symmetry.permute(model, perm)
-    result = symmetry.match_weights(model, twin)
-    aligned = symmetry.permute(twin, result.perm)
-    assert result.converged
-    assert state_equal(aligned, model)  # bitwise: the planted permutation is undone exactly
-    theta, back = weight_vector(model.state_dict(), "all"), weight_vector(aligned.state_dict(), "all")
-    assert cosine_similarity(theta, back) == pytest.approx(1.0, abs=1e-12)
-    with torch.no_grad():
-        assert torch.equal(aligned(x), model(x))
-    return result
-
-
-@settings(max_examples=25)
-@given(case=cases(widths=P2_WIDTHS, resnet_widths=RESNET_WIDTHS), perm_seed=st.integers(0, 2**16))
-def test_p2_weight_matching_recovers_a_planted_permutation(case, perm_seed):
-    model = make_model(case)
-    perm = symmetry.random_permutation(symmetry.permutation_spec(model), torch.Generator().manual_seed(perm_seed))
-    assert_recovers(model, perm, make_inputs(case))
-
-
-def test_p2_recovers_at_the_official_medium_cnn_widths():
-    case = Case("medium_cnn", MEDIUM_CNN, "none", 0)
-    model = make_model(case)
-    perm = symmetry.random_permutation(symmetry.permutation_spec(model), torch.Generator().manual_seed(0))
-    assert_recovers(model, perm, make_inputs(case, n=2))
-
-
-def test_weight_matching_never_lowers_the_similarity_of_independent_models():
-    """The objective starts at the identity and only rises, and permutations keep norms, so the
-    aligned cosine (over every parameter) is at least the raw one."""
-    a, b = (make_model(case_of("small_cnn", seed, (16, 32, 32))) for seed in (0, 1))
-    result = symmetry.match_weights(a, b)
-    raw = cosine_similarity(weight_vector(a.state_dict(), "all"), weight_vector(b.state_dict(), "all"))
-    aligned = cosine_similarity(weight_vector(a.state_dict(), "all"),
-                                weight_vector(symmetry.permute(b, result.perm).state_dict(), "all"))
-    assert result.converged and result.sweeps >= 2
-    assert aligned > raw
-    symmetry.check_permutation(symmetry.permutation_spec(b), symmetry.weight_matching(a, b))
-
-
-def test_weight_matching_warns_when_max_iter_is_reached():
-    a, b = (make_model(case_of("small_cnn", seed, (16, 32, 32))) for seed in (0, 1))
-    with pytest.warns(symmetry.WeightMatchingWarning, match=r"did not converge in max_iter=1 sweeps"):
-        result = symmetry.match_weights(a, b, max_iter=1)
-    assert not result.converged and result.sweeps == 1
-    with pytest.raises(ValueError, match=r"max_iter=0 is invalid: expected a positive int"):
-        symmetry.weight_matching(a, b, max_iter=0)
-
-
-MISMATCHES = {
-    "architecture": (Case("mlp", (8,), "none", 0), Case("small_cnn", (8, 8, 8), "none", 0),
-                     r"model_a is a MLP and model_b a OfficialCNN"),
-    "width": (Case("mlp", (8, 8), "none", 0), Case("mlp", (8, 16), "none", 0),
-              r"differ at module 'hidden.1.linear': Linear\(in_features=8, out_features=8.*out_features=16"),
-    "groupnorm groups": (Case("resnet20", (8, 8, 8), "group", 0), Case("resnet20", (8, 8, 8), "layer", 0),
-                         r"differ at module 'stem.norm': GroupNorm\(8, 8.* vs GroupNorm\(1, 8"),
-    "norm kind": (Case("resnet20", (8, 8, 8), "batch", 0), Case("resnet20", (8, 8, 8), "none", 0),
-                  r"differ at module 'stem.conv'"),
-}
-
-
-@pytest.mark.parametrize("which", list(MISMATCHES))
-def test_mismatched_models_are_rejected(which):
-    case_a, case_b, message = MISMATCHES[which]
-    a, b = make_model(case_a), make_model(case_b)
-    with pytest.raises(ValueError, match=message):
-        symmetry.weight_matching(a, b)
-    data = Split(make_inputs(case_a), torch.zeros(N_EXAMPLES, dtype=torch.int64))
-    with pytest.raises(ValueError, match=message):
-        symmetry.interpolation_barrier(a, b, data, bn_data=data)
-
-
-def test_non_finite_weights_are_rejected():
-    a, b = make_model(case_of("mlp", 0)), make_model(case_of("mlp", 1))
-    with torch.no_grad():
-        b.head.weight[0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"model_b: head.weight has NaN or infinite values"):
-        symmetry.weight_matching(a, b)
-
-
-# ----------------------------------------------------------------------------------------------
-# Interpolation barrier
-
-
-def labelled(case: Case, n: int = 64) -> Split:
-    gen = torch.Generator().manual_seed(case.seed + 2)
-    channels, side = INPUTS[case.name]
-    x = torch.randn(n, channels, side, side, generator=gen)
-    return Split(x, torch.randint(0, NUM_CLASSES, (n,), generator=gen))
-
-
-def own_loss(model: nn.Module, data: Split) -> tuple[float, float]:
-    with torch.no_grad():
-        logits = model.eval()(data.x).double()
-    loss = torch.nn.functional.cross_entropy(logits, data.y).item()
-    return loss, (logits.argmax(1) == data.y).double().mean().item()
-
-
-@pytest.mark.parametrize("kind", ["mlp", "small_cnn", "resnet20-group"])
-def test_interpolation_endpoints_are_the_models_own_loss(kind):
-    a, b = make_model(case_of(kind, 0)), make_model(case_of(kind, 1))
-    data = labelled(case_of(kind))
-    curve = symmetry.interpolation_barrier(a, b, data, n_points=5)
-    assert curve.t.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
-    for index, model in ((0, a), (-1, b)):
-        loss, accuracy = own_loss(model, data)
-        assert curve.loss[index].item() == pytest.approx(loss, rel=1e-6)
-        # Exact: lerp is exact at t = 0 and 1, so these are the same weights through the same
-        # forward pass (one batch of 64 either way); only the loss's reduction differs.
-        assert curve.accuracy[index].item() == accuracy
-    assert torch.isfinite(curve.loss).all() and ((curve.accuracy >= 0) & (curve.accuracy <= 1)).all()
-    chord = (1 - curve.t) * curve.loss[0] + curve.t * curve.loss[-1]
-    assert curve.loss_barrier == pytest.approx((curve.loss - chord).max().item()) and curve.loss_barrier >= 0
-    assert 0 <= curve.accuracy_barrier <= 1
-
-
-@pytest.mark.parametrize("kind", ["mlp", "resnet20-batch"])
-def test_barrier_between_a_model_and_itself_is_zero(kind):
-    case = case_of(kind)
-    model = make_model(case)
-    data = labelled(case)
-    curve = symmetry.interpolation_barrier(model, copy.deepcopy(model), data, n_points=4, bn_data=data.x)
-    # Exact by construction, on any CPU: lerp(w, w, t) == w bitwise, so every point evaluates the
-    # same weights (and recomputes the same BatchNorm statistics) by the same kernels, giving one
-    # loss value; and the chord is lerp(loss, loss, t) == loss, so loss - chord is exactly 0.
-    # (With the chord (1 - t) * loss + t * loss this was 4.4e-16 for losses that round badly.)
-    assert torch.unique(curve.loss).numel() == 1 and torch.unique(curve.accuracy).numel() == 1
-    assert curve.loss_barrier == 0.0 and curve.accuracy_barrier == 0.0
-
-
-def test_barrier_at_a_known_midpoint():
-    """b = a with the head negated: at t = 1/2 the head is exactly zero, the logits are uniform and
-    the loss is log(classes); argmax of equal logits is class 0."""
-    case = Case("mlp", (16,), "none", 0)
-    a = make_model(case)
-    b = copy.deepcopy(a)
-    with torch.no_grad():
-        b.head.weight.neg_()
-        b.head.bias.neg_()
-    data = labelled(case)
-    curve = symmetry.interpolation_barrier(a, b, data, n_points=3)
-    assert curve.loss[1].item() == pytest.approx(math.log(NUM_CLASSES), rel=1e-12)
-    assert curve.accuracy[1].item() == (data.y == 0).double().mean().item()
-    chord = (curve.loss[0] + curve.loss[2]).item() / 2
-    assert curve.loss_barrier == pytest.approx(max(0.0, math.log(NUM_CLASSES) - chord), rel=1e-12)
-
-
-def test_batchnorm_statistics_are_recomputed_at_every_point():
-    case = case_of("resnet20-batch")
-    a, b = make_model(case), make_model(case_of("resnet20-batch", 1))  # random running stats
-    data, train = labelled(case), labelled(case_of("resnet20-batch", 7), n=32)
-    with pytest.raises(ValueError, match=r"the models have BatchNorm: pass bn_data"):
-        symmetry.interpolation_barrier(a, b, data)
-    curve = symmetry.interpolation_barrier(a, b, data, n_points=3, bn_data=train, batch_size=len(train))
-
-    # The endpoint is model_a evaluated with statistics re-estimated on `train`, not its own.
-    refit = symmetry.recompute_batchnorm_stats_(copy.deepcopy(a), train.x, batch_size=len(train))
-    assert curve.loss[0].item() == pytest.approx(own_loss(refit, data)[0], rel=1e-6)
-    assert curve.loss[0].item() != pytest.approx(own_loss(a, data)[0], rel=1e-3)
-    # One batch of all of `train` gives its exact moments (unbiased variance, as BatchNorm keeps).
-    with torch.no_grad():
-        pre = a.stem.conv(train.x)
-    torch.testing.assert_close(refit.stem.norm.running_mean, pre.mean((0, 2, 3)))
-    torch.testing.assert_close(refit.stem.norm.running_var, pre.var((0, 2, 3), unbiased=True))
-    assert not refit.training and refit.stem.norm.momentum == a.stem.norm.momentum
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n_points": 1}, r"n_points=1 is invalid: expected an int >= 2"),
-    ({"data": Split(torch.randn(4, 64), torch.zeros(4))}, r"data.y must be an int64 tensor of shape \(4,\)"),
-    ({"data": Split(torch.randn(4, 64), torch.full((4,), 10))}, r"labels must lie in 0..9 for this model; got 10..10"),
-    ({"data": torch.randn(4, 64)}, r"data.y must be an int64 tensor"),
-])
-def test_interpolation_validates_its_inputs(kwargs, message):
-    a, b = make_model(case_of("mlp", 0)), make_model(case_of("mlp", 1))
-    call = {"data": Split(torch.randn(4, 64), torch.zeros(4, dtype=torch.int64)), **kwargs}
-    with pytest.raises(ValueError, match=message):
-        symmetry.interpolation_barrier(a, b, **call)

@@ -9,9 +9,9 @@ import torch
 
 from harness import settings
 from harness.data import Data, Split
-from harness.metrics import weight_vector
 from harness.settings import Recipe, Window
 from harness.training import DivergedError, derive_seed, final_probs, resolve_device, seeds_of, train
+from harness.weightspace import weight_vector
 
 ROOT = Path(__file__).resolve().parents[1]
 # digits-mlp shortened: the loop's behaviour, not its accuracy, is under test here.
@@ -132,7 +132,7 @@ def test_progress_reports_each_finished_run():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"seed": -1}, r"seed=-1 is invalid: expected a non-negative int"),
+    ({"seed": -1}, r"seed=-1 is invalid: expected an int >= 0"),
     ({"seed": 0, "init_seed": 1.5}, r"init_seed=1.5 is invalid"),
 ])
 def test_bad_seeds(kwargs, message):
