@@ -27,8 +27,9 @@ from harness.stats import MIN_SEEDS
 from harness.validation import check_int
 
 # Bump when the on-disk run format or the training loop changes what a key means: old entries
-# then simply miss and are retrained, never misread. 2: runs keep their subspace-window snapshots.
-STORE_VERSION = 2
+# then simply miss and are retrained, never misread. 2: runs keep their subspace-window snapshots;
+# 3: and their final-epoch test logits.
+STORE_VERSION = 3
 
 DATASETS = ("digits", "synthetic", "cifar10", "cifar100")
 MODELS = ("mlp", "small_cnn", "medium_cnn", "resnet20")

@@ -10,7 +10,7 @@ Runs are keyed by :meth:`Setting.cache_key` (a hash of dataset, model, recipe an
 :data:`harness.settings.STORE_VERSION`); the seed is a folder inside the key::
 
     <root>/<key>/seed=<s>/weights.safetensors   "<epoch>/<param name>" -> tensor, from Run.weights
-    <root>/<key>/seed=<s>/arrays.safetensors    eval_probs, eval_labels, window, train_loss, train_acc
+    <root>/<key>/seed=<s>/arrays.safetensors    eval_probs, eval_labels, final_logits, window, train_loss, train_acc
     <root>/<key>/seed=<s>/meta.json             provenance, the weights index, sha256 + size per file
     <root>/<key>/seed=<s>.lock                  the run's lock file
     <root>/<key>/.tmp-seed=<s>-<pid>-<random>/  an entry being written (or abandoned by a crash)
@@ -78,7 +78,7 @@ from harness.training import Run, train
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "arrays.safetensors"
 META_FILE = "meta.json"
-ARRAY_FIELDS = ("eval_probs", "eval_labels", "window", "train_loss", "train_acc")
+ARRAY_FIELDS = ("eval_probs", "eval_labels", "final_logits", "window", "train_loss", "train_acc")
 
 # Top-level fields of meta.json and their JSON types; load rejects an entry missing any of them.
 META_FIELDS: dict[str, type | tuple[type, ...]] = {

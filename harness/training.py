@@ -2,8 +2,9 @@
 
 A :class:`Run` holds, for one seed, the weights at the recipe's saved epochs (epoch 0 is the
 initialisation), the flat weights of its subspace-window snapshots, the softmax probabilities on
-the evaluation split after every epoch, the per-epoch training loss and accuracy, and timings. :func:`train` is the only producer; the run
-store (``harness.store``) persists and reloads runs bit for bit.
+the evaluation split after every epoch and its logits after the last, the per-epoch training loss
+and accuracy, and timings. :func:`train` is the only producer; the run store (``harness.store``)
+persists and reloads runs bit for bit.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class Run:
     eval_probs : torch.Tensor, shape (E + 1, N, C), float32
         Softmax outputs on the evaluation split after each epoch 0..E, in eval mode.
     eval_labels : torch.Tensor, shape (N,), int64
+    final_logits : torch.Tensor, shape (N, C), float32
+        Logits on the evaluation split after the last epoch, in eval mode: the α-trimming
+        statistics need the logit gap, which softmax probabilities lose once they saturate.
     window : torch.Tensor, shape (K, D), float32
         The recipe's subspace-window snapshots (:class:`harness.settings.Window`), in training
         order, as flat parameters (``harness.weightspace.weight_vector(state, "all")``: buffers such
@@ -62,6 +66,7 @@ class Run:
     weights: dict[int, dict[str, torch.Tensor]]
     eval_probs: torch.Tensor
     eval_labels: torch.Tensor
+    final_logits: torch.Tensor
     window: torch.Tensor
     train_loss: torch.Tensor
     train_acc: torch.Tensor
@@ -201,7 +206,8 @@ def train(
 
             # ---- evaluate (eval mode: no dropout) and keep the recipe's checkpoints ----
             t_eval = time.perf_counter()
-            probs.append(predict_proba(model, data.test.x))
+            test_logits = predict_logits(model, data.test.x)
+            probs.append(F.softmax(test_logits, dim=1))
             if epoch in saved:
                 weights[epoch] = _snapshot(model)
             eval_seconds += time.perf_counter() - t_eval
@@ -214,7 +220,7 @@ def train(
     total = time.perf_counter() - t_start
     run = Run(
         setting_key=setting.cache_key(), seed=seed, init_seed=init_seed, data_seed=data_seed,
-        weights=weights, eval_probs=torch.stack(probs), eval_labels=data.test.y.cpu(),
+        weights=weights, eval_probs=torch.stack(probs), eval_labels=data.test.y.cpu(), final_logits=test_logits,
         window=torch.stack(window) if window else torch.empty(0, weight_vector(model, "all").numel()),
         train_loss=torch.tensor(train_loss, dtype=torch.float64),
         train_acc=torch.tensor(train_acc, dtype=torch.float64),
@@ -254,8 +260,8 @@ EVAL_BATCH = 4096  # large batches: evaluation is a fixed cost every epoch
 
 
 @torch.inference_mode()
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Softmax outputs of ``model`` in eval mode.
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Logits of ``model`` in eval mode.
 
     Parameters
     ----------
@@ -268,9 +274,14 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = EVA
     """
     was_training = model.training
     model.eval()
-    out = torch.cat([F.softmax(model(x[i:i + batch_size]).float(), dim=1) for i in range(0, len(x), batch_size)])
+    out = torch.cat([model(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
     model.train(was_training)
-    return out.cpu()
+    return out
+
+
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Softmax outputs of ``model`` in eval mode, shape (N, C), float32, on the CPU (:func:`predict_logits`)."""
+    return F.softmax(predict_logits(model, x, batch_size), dim=1)
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -45,6 +45,7 @@ def make_run(setting: settings.Setting, seed: int) -> Run:
         weights=weights,
         eval_probs=torch.randn(epochs + 1, FAKE_N, FAKE_C, generator=gen).softmax(-1),
         eval_labels=torch.randint(0, FAKE_C, (FAKE_N,), generator=gen),
+        final_logits=torch.randn(FAKE_N, FAKE_C, generator=gen),
         window=torch.randn(2, 16, generator=gen),
         train_loss=torch.rand(epochs, generator=gen, dtype=torch.float64),
         train_acc=torch.rand(epochs, generator=gen, dtype=torch.float64),

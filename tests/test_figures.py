@@ -21,7 +21,7 @@ def fake_run(seed: int) -> Run:
     gen = torch.Generator().manual_seed(seed)
     return Run(setting_key="fake", seed=seed, init_seed=seed, data_seed=seed, weights={},
                eval_probs=torch.randn(EPOCHS + 1, N, C, generator=gen).softmax(-1),
-               eval_labels=torch.randint(0, C, (N,), generator=gen), window=torch.zeros(0, 1),
+               eval_labels=torch.randint(0, C, (N,), generator=gen), final_logits=torch.zeros(N, C), window=torch.zeros(0, 1),
                train_loss=torch.zeros(EPOCHS, dtype=torch.float64), train_acc=torch.zeros(EPOCHS, dtype=torch.float64))
 
 

@@ -28,7 +28,7 @@ GPU = settings.names("gpu")[0]
 def fake_run(seed: int) -> Run:
     """A run with only the field sample_generator reads, its seed."""
     return Run(setting_key="fake", seed=seed, init_seed=seed, data_seed=seed, weights={}, eval_probs=torch.zeros(1),
-               eval_labels=torch.zeros(1), window=torch.zeros(0, 1), train_loss=torch.zeros(1), train_acc=torch.zeros(1))
+               eval_labels=torch.zeros(1), final_logits=torch.zeros(1, 2), window=torch.zeros(0, 1), train_loss=torch.zeros(1), train_acc=torch.zeros(1))
 
 
 def draw(sampler: str = "random", scale: float = 0.2, sample_seed: int = 0) -> dict:

@@ -44,6 +44,11 @@ def test_run_holds_the_whole_trajectory(run):
     assert run.meta["total_seconds"] > 0 and run.meta["device"] == "cpu"
 
 
+def test_run_keeps_the_final_epochs_logits(run):
+    assert run.final_logits.shape == (540, 10) and run.final_logits.dtype == torch.float32
+    assert torch.equal(torch.softmax(run.final_logits, dim=1), run.eval_probs[-1])
+
+
 def test_training_learns(run):
     assert run.eval_acc[0] < 0.3 < 0.8 < run.eval_acc[-1]
     assert run.train_loss[-1] < run.train_loss[0]

@@ -48,7 +48,7 @@ def fake_run(epochs=(0, 1, 2)) -> Run:
     n, c = 4, 3
     return Run(setting_key="fake", seed=0, init_seed=0, data_seed=0, weights=weights,
                eval_probs=torch.full((len(epochs), n, c), 1 / c), eval_labels=torch.zeros(n, dtype=torch.int64),
-               window=torch.zeros(0, 1), train_loss=torch.zeros(len(epochs) - 1, dtype=torch.float64),
+               final_logits=torch.zeros(n, c), window=torch.zeros(0, 1), train_loss=torch.zeros(len(epochs) - 1, dtype=torch.float64),
                train_acc=torch.zeros(len(epochs) - 1, dtype=torch.float64))
 
 
