@@ -105,11 +105,13 @@ def _trimmed_distances(candidate: np.ndarray, cdf, alphas: np.ndarray) -> np.nda
     candidates = [np.full(alphas.size, start), np.full(alphas.size, 1.0 - lower[-1])]
     if k > 1:
         gain = upper[:-1] - prefix[:, :-1]  # U_j - C(0, j), interior j
-        slack = lower[:-1] - prefix[:, :-1]  # L_i - C(0, i), interior i
+        # L_i - C(0, i) for interior i, replaced in place by its running minimum over i <= j
+        # (the arrays are (A, k): temporaries, not the arithmetic, dominate the time).
+        low = np.minimum.accumulate(np.subtract(lower[:-1], prefix[:, :-1]), axis=1)
         candidates.append(gain.max(axis=1))
-        candidates.append(1.0 - slack.min(axis=1) - total[:, 0])  # 1 - L_i - C(i, k)
-        # Interior pairs i <= j: (U_j - L_i - C(i, j)) / 2 = (gain_j - slack_i) / 2, slack at its running minimum.
-        candidates.append((gain - np.minimum.accumulate(slack, axis=1)).max(axis=1) / 2.0)
+        candidates.append(1.0 - low[:, -1] - total[:, 0])  # 1 - L_i - C(i, k), at the smallest L_i - C(0, i)
+        # Interior pairs i <= j: (U_j - L_i - C(i, j)) / 2 = (gain_j - (L_i - C(0, i))) / 2.
+        candidates.append(np.subtract(gain, low, out=gain).max(axis=1) / 2.0)
     return np.clip(np.max(candidates, axis=0), 0.0, 1.0)
 
 
