@@ -16,7 +16,7 @@ Direction rule for names (as in scikit-learn): ``*_similarity`` is higher for mo
 ``*_distance`` lower; ``*_loss`` and ``*_error`` are lower for better predictions (a ``*_score``
 would be higher, hence ``brier_score_loss``); ``disagreement`` is a fraction of examples
 (0 = identical predictions). Every metric records its direction in :data:`METRIC_PROPERTIES`,
-exactly one of :data:`DIRECTIONS`; for names without a suffix (``nll``, ``linear_cka``) that entry
+exactly one of :data:`METRIC_DIRECTIONS`; for names without a suffix (``nll``, ``linear_cka``) that entry
 is the only statement of it.
 
 =========================== ================================================ ============= ==============
@@ -65,7 +65,7 @@ from collections.abc import Callable
 
 from harness import cka, diversity, scoring, weightspace
 
-__all__ = ["DIRECTIONS", "METRICS", "METRIC_BOUNDS", "METRIC_PROPERTIES", "PROPERTY_VOCABULARY"]
+__all__ = ["METRICS", "METRIC_BOUNDS", "METRIC_DIRECTIONS", "METRIC_PROPERTIES", "PROPERTY_VOCABULARY"]
 
 # Every metric, by the name the tables below use (its function's own name).
 METRICS: dict[str, Callable] = {
@@ -88,7 +88,7 @@ METRICS: dict[str, Callable] = {
 }
 
 # The properties that say which way a metric's values point; every metric has exactly one.
-DIRECTIONS = ("similarity", "dissimilarity", "loss")
+METRIC_DIRECTIONS = ("similarity", "dissimilarity", "loss")
 
 # ----------------------------------------------------------------------------------------------
 # The property registry: what each metric guarantees, in a fixed vocabulary, so that the unit

@@ -39,7 +39,7 @@ from harness.diversity import (
     js_diversity,
     pairwise_disagreement,
 )
-from harness.metrics import DIRECTIONS, METRIC_BOUNDS, METRIC_PROPERTIES, METRICS, PROPERTY_VOCABULARY
+from harness.metrics import METRIC_BOUNDS, METRIC_DIRECTIONS, METRIC_PROPERTIES, METRICS, PROPERTY_VOCABULARY
 from harness.scoring import ECE_BINS, NLL_EPS, brier_score_loss, expected_calibration_error, nll
 from harness.weightspace import cosine_similarity, pairwise_cosine
 
@@ -414,12 +414,12 @@ def test_every_metric_is_classified():
 def test_properties_come_from_the_vocabulary():
     unknown = {name: sorted(props - set(PROPERTY_VOCABULARY)) for name, props in METRIC_PROPERTIES.items()}
     assert {name: props for name, props in unknown.items() if props} == {}
-    assert set(DIRECTIONS) <= set(PROPERTY_VOCABULARY)
+    assert set(METRIC_DIRECTIONS) <= set(PROPERTY_VOCABULARY)
 
 
 @pytest.mark.parametrize("name", sorted(METRIC_PROPERTIES))
 def test_every_metric_has_one_direction(name):
-    assert len(METRIC_PROPERTIES[name] & set(DIRECTIONS)) == 1, f"give {name} exactly one of {DIRECTIONS}"
+    assert len(METRIC_PROPERTIES[name] & set(METRIC_DIRECTIONS)) == 1, f"give {name} exactly one of {METRIC_DIRECTIONS}"
 
 
 @pytest.mark.parametrize("name", sorted(METRIC_PROPERTIES))
