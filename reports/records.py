@@ -231,47 +231,6 @@ def settings_section(names: Iterable[str]) -> dict[str, dict]:
 
 def catalog_section(claim_ids: Iterable[str]) -> dict[str, dict]:
     """``ClaimInfo.to_dict()`` of each catalogued claim among ``claim_ids``, in catalog order (the
-    report's order); empty without a catalog."""
-    try:
-        from harness.catalog import CATALOG
-    except ImportError:
-        return {}
-    ran = set(claim_ids)
-    return {cid: info.to_dict() for cid, info in CATALOG.items() if cid in ran}
-
-
-def build_results(config: pytest.Config, records: list[dict], duration_s: float) -> dict:
-    """The results.json document of a finished session."""
-    options, device = harness_options(config)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": duration_s,
-        "command": ["pytest", *config.invocation_params.args],
-        "git": git_info(config.rootpath),
-        "machine": machine_info(device),
-        "options": options,
-        "settings": settings_section(r["setting"] for r in records if r["setting"]),
-        "catalog": catalog_section(r["claim"] for r in records if r["claim"]),
-        "summary": summary_counts(records),
-        "claims": records,
-    }
-
-
-def settings_section(names: Iterable[str]) -> dict[str, dict]:
-    """``dataclasses.asdict`` of each registered setting among ``names``, with its cache key."""
-    section = {}
-    for name in dict.fromkeys(names):
-        try:
-            setting = settings.get(name)
-        except KeyError:  # a parametrize id that is not a registered setting
-            continue
-        section[name] = {"cache_key": setting.cache_key(), **dataclasses.asdict(setting)}
-    return section
-
-
-def catalog_section(claim_ids: Iterable[str]) -> dict[str, dict]:
-    """``ClaimInfo.to_dict()`` of each catalogued claim among ``claim_ids``, in catalog order (the
     report's order)."""
     ran = set(claim_ids)
     return {cid: info.to_dict() for cid, info in CATALOG.items() if cid in ran}

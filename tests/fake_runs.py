@@ -75,3 +75,15 @@ def start_child(module: str, call: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)])}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def child_outputs(module: str, call: str, n: int = 2) -> list[str]:
+    """Start ``n`` children together (:func:`start_child`), wait for them, and return their stdout,
+    stripped; a child that fails fails the test with its stderr."""
+    children = [start_child(module, call) for _ in range(n)]
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
+        assert child.returncode == 0, err
+        outputs.append(out.strip())
+    return outputs

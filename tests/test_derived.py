@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_runs import CHILD_TIMEOUT_S, OTHER_SETTING, SETTING, SLOW_TRAIN_S, FakeTrainer, make_run, start_child
+from fake_runs import OTHER_SETTING, SETTING, SLOW_TRAIN_S, FakeTrainer, child_outputs, make_run
 
 from harness import cachefiles
 from harness.store import CorruptRunWarning, RunStore
@@ -254,12 +254,7 @@ def test_two_processes_compute_a_derived_file_once(tmp_path: Path) -> None:
     root, markers = tmp_path / "runs", tmp_path / "markers"
     markers.mkdir()
     call = f"child_get_or_compute({str(root)!r}, {str(markers)!r}, 2)"
-    children = [start_child("test_derived", call) for _ in range(2)]
-    outputs = []
-    for child in children:
-        out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
-        assert child.returncode == 0, err
-        outputs.append(out.strip())
+    outputs = child_outputs("test_derived", call)
 
     assert len(list(markers.glob("computed-*"))) == 1
     assert outputs[0] == outputs[1] and len(outputs[0]) == 64

@@ -30,7 +30,7 @@ ROUNDING = 1e-12
 def test_disagreement_mixes_labels_and_probabilities():
     labels = np.array([0, 1, 2, 2])
     probs = np.eye(3)[[0, 2, 2, 1]]
-    assert disagreement(labels, probs) == 0.5
+    assert disagreement(labels, probs) == pytest.approx(0.5)
     assert pairwise_disagreement(np.stack([labels, [0, 2, 2, 1]])).tolist() == [[0.0, 0.5], [0.5, 0.0]]
 
 
@@ -38,15 +38,15 @@ def test_normalized_diversity_divides_by_the_samples_own_error_rate():
     labels = np.zeros(4, dtype=np.int64)
     pred = np.array([1, 0, 0, 0])  # 1 error: error rate 1/4
     ref = np.array([0, 1, 1, 0])  # disagrees with pred on 3 of 4
-    assert normalized_diversity(pred, ref, labels) == 3.0
-    assert normalized_diversity(ref, pred, labels) == 1.5  # ref's error rate is 2/4
+    assert normalized_diversity(pred, ref, labels) == pytest.approx(3.0)
+    assert normalized_diversity(ref, pred, labels) == pytest.approx(1.5)  # ref's error rate is 2/4
 
 
 def test_error_jaccard_known_values():
     labels = np.zeros(4, dtype=np.int64)
     assert error_jaccard(np.array([1, 1, 0, 0]), np.array([0, 1, 1, 0]), labels) == 1 / 3
-    assert error_jaccard(np.array([1, 0, 0, 0]), np.array([0, 1, 0, 0]), labels) == 0.0
-    assert error_jaccard(labels, labels, labels) == 1.0  # no errors at all: equal (empty) error sets
+    assert error_jaccard(np.array([1, 0, 0, 0]), np.array([0, 1, 0, 0]), labels) == pytest.approx(0.0)
+    assert error_jaccard(labels, labels, labels) == pytest.approx(1.0)  # no errors at all: equal (empty) error sets
 
 
 

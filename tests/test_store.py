@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_runs import CHILD_TIMEOUT_S, OTHER_SETTING, SETTING, SLOW_TRAIN_S, FakeTrainer, make_run, start_child
+from fake_runs import CHILD_TIMEOUT_S, OTHER_SETTING, SETTING, SLOW_TRAIN_S, FakeTrainer, child_outputs, make_run, start_child
 
 from harness import provenance, settings
 from harness.store import ARRAY_FIELDS, ARRAYS_FILE, META_FILE, WEIGHTS_FILE, CorruptRunWarning, RunStore
@@ -304,12 +304,7 @@ def test_two_processes_train_a_run_once(tmp_path: Path) -> None:
     root, markers = tmp_path / "runs", tmp_path / "markers"
     markers.mkdir()
     call = f"child_get_or_train({str(root)!r}, 5, {str(markers)!r}, 2)"
-    children = [start_child("test_store", call) for _ in range(2)]
-    outputs = []
-    for child in children:
-        out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
-        assert child.returncode == 0, err
-        outputs.append(out.strip())
+    outputs = child_outputs("test_store", call)
 
     assert len(list(markers.glob("trained-*"))) == 1
     assert outputs[0] == outputs[1] == run_digest(RunStore(root).load(SETTING, 5))
