@@ -52,18 +52,14 @@ import torch
 
 from fixtures.runs import copies_of_one_run, setting_params
 from fixtures.samples import FAR_SCALES, N_FAR_SAMPLES, n_samples
-from harness import settings as settings_lib
 from harness.catalog import CATALOG, N1_GAIN_MIN, N1_LAST_OVER_FIRST_GAIN_MAX
-from harness.ensembles import subset_curves, subset_metrics
+from harness.ensembles import ensemble_size, subset_curves, subset_metrics
 from harness.evidence import REFUTED, Evidence, mean_criterion, subset_criterion
 from harness.stats import CONFIDENCE, seed_subsets
 from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES
 from harness.training import Run, final_probs, seeds_of
 from harness import figspec
 
-# Ensemble size K by tier: CLAIMS.md's "at least 5 runs in the smoke tier, 10 in the gpu tier" ([WB]'s
-# curve reaches 10). A decision needs K + 1 seeds (the jackknife leaves one out).
-ENSEMBLE_SIZE = {"smoke": 5, "slow": 5, "gpu": 10}
 # The report's accuracy-vs-size curve reaches [WB]'s largest ensemble.
 FIGURE_MAX_RUNS = 10
 # Ranges of the criteria's statistics, to which their intervals are clipped (not thresholds): a
@@ -77,11 +73,6 @@ WB_ACCURACY = {
     "MediumCNN": {1: 78.2, 10: 83.2},
     "ResNet": {1: 86.6, 10: 89.9},
 }
-
-
-def ensemble_size(setting: str) -> int:
-    """K, the ensemble size of ``setting``'s tier."""
-    return ENSEMBLE_SIZE[settings_lib.get(setting).tier]
 
 
 def _mean_over_parts(probs: torch.Tensor, labels: torch.Tensor, subsets: np.ndarray, size: int) -> dict:

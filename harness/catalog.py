@@ -22,6 +22,7 @@ __all__ = [
     "W1_NOISE_MULTIPLE",
     "S1_OWN_MODE_FRACTION_MIN", "S2_DIVERSITY_RATIO_MAX", "S2_ACCURACY_BAND",
     "N1_GAIN_MIN", "N1_LAST_OVER_FIRST_GAIN_MAX",
+    "ALPHA_CLOSE", "A1_TREND_MAX", "A3_SEPARATION_MIN",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -69,6 +70,15 @@ N1_GAIN_MIN = 0.0
 # acc(2) - acc(1). [WB] SmallCNN: first gain 4.1 points, 6 -> 10 members -0.4 points.
 N1_LAST_OVER_FIRST_GAIN_MAX = 0.25
 
+# A1, A2, A3 (claims/test_seed_variability.py); [Banerjee]'s abstracts give no numbers.
+# CLAIMS.md A1: "alpha-close" is an alpha-trimming level of at most 0.05 (the third step of the
+# authors' grid); A2's excess over the null (a seed against itself) must stay below it.
+ALPHA_CLOSE = 0.05
+# A1 "approaches as M grows": the K-run ensemble's distance to its mixture below the 2-run ones'.
+A1_TREND_MAX = 0.0
+# A3 "above every ordinary seed's": the odd model's level minus the largest of its group's seeds > 0.
+A3_SEPARATION_MIN = 0.0
+
 THRESHOLDS: dict[str, tuple[str, ...]] = {
     "T1": ("T1_LATE_CONSECUTIVE_COS_MIN", "STEP_RATIO_MAX"),
     "T2": ("T2_SPEARMAN_MAX",),
@@ -83,6 +93,9 @@ THRESHOLDS: dict[str, tuple[str, ...]] = {
     "N1": ("N1_GAIN_MIN", "N1_LAST_OVER_FIRST_GAIN_MAX"),
     "N2": (),
     "N3": (),
+    "A1": ("A1_TREND_MAX", "ALPHA_CLOSE"),
+    "A2": ("ALPHA_CLOSE",),
+    "A3": ("A3_SEPARATION_MIN",),
 }
 """Claim id -> names of the threshold constants above that its decision (and its text) uses."""
 
@@ -235,6 +248,36 @@ _ENTRIES = (
         "K-run ensembles of subspace ensembles over plain K-run ensembles >= 0; gain at K - gain at 1 <= 0",
         "a run's subspace ensemble is the mean of its samples (8 in the smoke tier, official 30) at ensemble "
         "scales; accuracy ties count as 'not worse'; the two ends k = 1 and K of the curve, not every k"),
+    ClaimInfo(
+        "A1", "an ensemble's outputs approach its members' mixture",
+        "The output distribution of an ensemble of M seeds approaches the average of its members' distributions "
+        "as M grows, which tells how many seeds to sample.",
+        "[Banerjee] arXiv 2406.08307", "-",
+        "per K-subset of the seeds: KS distance d_K (alpha = 0) of the K-run ensemble (mean logits) to its members' "
+        f"mixture minus the mean of its 2-run sub-ensembles' < {A1_TREND_MAX:g} (jackknife upper bound); recorded: "
+        f"d_K and alpha_hat against M, the smallest M with alpha_hat <= {ALPHA_CLOSE:g}",
+        "scalar output: the logit gap (two classes) or the margin top-1 minus top-2 logit (more: our extension); the "
+        "reference ECDF is the step ECDF (the authors interpolate it linearly) of the unclipped outputs (the "
+        "authors set gaps beyond +-15 to 0); decided on d_K because alpha_hat cannot resolve distances below delta"),
+    ClaimInfo(
+        "A2", "seeds are alpha-close to other seeds",
+        "Independently trained seeds are alpha-close to a reference built from other seeds.",
+        "[Banerjee] arXiv 2310.00541", "-",
+        "a seed's alpha_hat against a reference of the n_seeds - 1 seeds after it, minus the null (the seed's "
+        f"alpha_hat against itself on disjoint example halves) <= {ALPHA_CLOSE:g} (mean over seeds, upper bound)",
+        "every seed is a candidate against the seeds after it (the authors split the runs into candidates and one "
+        "reference); the reference's pooled outputs stand for the authors' resampled average ECDF"),
+    ClaimInfo(
+        "A3", "alpha_hat separates what accuracy, churn and ECE do not",
+        "The alpha-trimming level is more expressive than validation accuracy, churn or expected calibration error "
+        "taken alone.",
+        "[Banerjee] arXiv 2406.08307", "-",
+        "odd model = a seed at its mirror temperature (same accuracy and predictions, the ECE of T = 1 on the "
+        "test split, up to one step of the temperature grid): its alpha_hat minus the largest of the seeds in its group (the seed and its reference) "
+        f"> {A3_SEPARATION_MIN:g} (mean over seeds, lower bound); its test ECE within the seeds' range (mean of the "
+        "odd models' ECE >= the seeds' smallest and <= their largest, bounds)",
+        "the 'model trained differently' is a temperature on the logits, chosen so that accuracy, churn and ECE "
+        "cannot tell it from its seed"),
 )
 
 CATALOG: dict[str, ClaimInfo] = {c.id: c for c in _ENTRIES}

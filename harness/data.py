@@ -99,6 +99,9 @@ def _load_cpu(spec: DatasetSpec, data_root: str | None) -> Data:
         arrays = load_cifar(data_root, which=spec.name)
         train_x, train_y = arrays.train_x.float() / 255.0, arrays.train_y
         test_x, test_y = arrays.test_x.float() / 255.0, arrays.test_y
+    if spec.classes is not None:
+        train_x, train_y = _select_classes(train_x, train_y, spec.classes)
+        test_x, test_y = _select_classes(test_x, test_y, spec.classes)
     if spec.n_val >= len(train_y):
         raise ValueError(f"DatasetSpec.n_val={spec.n_val} leaves no training data: the training set has "
                          f"{len(train_y)} examples")
@@ -112,6 +115,14 @@ def _load_cpu(spec: DatasetSpec, data_root: str | None) -> Data:
 
     return Data(Split(norm(fit_x), fit_y), Split(norm(val_x), val_y), Split(norm(test_x), test_y),
                 spec.num_classes)
+
+
+def _select_classes(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The examples of ``classes``, in their original order, labelled by position in ``classes``."""
+    relabel = torch.full((max(int(y.max()), *classes) + 1,), -1, dtype=torch.int64)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+    keep = relabel[y] >= 0
+    return x[keep], relabel[y[keep]]
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -24,11 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness import settings
 from harness.scoring import NLL_EPS
 from harness.stats import seed_subsets
 from harness.validation import as_labels, as_probs, check_int
 
-__all__ = ["COMBINERS", "MAX_SUBSETS", "SubsetCurves", "ensemble_probs", "subset_curves", "subset_metrics"]
+__all__ = ["COMBINERS", "ENSEMBLE_SIZE", "MAX_SUBSETS", "SubsetCurves", "ensemble_probs", "ensemble_size",
+           "subset_curves", "subset_metrics"]
 
 COMBINERS = ("mean", "vote", "trimmed_mean")
 # Subsets per ensemble size before subset_curves samples instead of enumerating: 256 covers every
@@ -37,6 +39,10 @@ MAX_SUBSETS = 256
 # Elements (subsets x members x examples x classes) gathered at once by subset_curves: 2^24
 # float64 values are 128 MiB, which bounds its memory whatever the number of subsets.
 _CHUNK_ELEMENTS = 1 << 24
+
+# Ensemble size K by tier: CLAIMS.md's "at least 5 runs in the smoke tier, 10 in the gpu tier" ([WB]'s
+# curve reaches 10). A decision over K-subsets needs K + 1 seeds (the jackknife leaves one out).
+ENSEMBLE_SIZE = {"smoke": 5, "slow": 5, "gpu": 10}
 
 
 def _check_combiner(combiner: object, trim: object) -> None:
@@ -237,3 +243,8 @@ def subset_metrics(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.n
         ], dim=1))
     values = torch.cat(values)
     return {"accuracy": values[:, 0], "brier": values[:, 1], "nll": values[:, 2]}
+
+
+def ensemble_size(setting: str) -> int:
+    """K, the ensemble size of the tier of the registered setting ``setting``."""
+    return ENSEMBLE_SIZE[settings.get(setting).tier]

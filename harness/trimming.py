@@ -40,7 +40,7 @@ import torch
 
 from harness.validation import check_int
 
-__all__ = ["ALPHA_GRID", "EPSILON", "N_BOOT", "UNTRIMMABLE", "alpha_hat", "scalar_output",
+__all__ = ["ALPHA_GRID", "EPSILON", "N_BOOT", "UNTRIMMABLE", "alpha_hat", "closest_trimming", "noise_level", "scalar_output",
            "trimmed_kolmogorov_distance"]
 
 # The authors' grid of trimming levels and their confidence parameter ε of δ = sqrt(log(2/ε)/n) + 1/n.
@@ -154,6 +154,53 @@ def trimmed_kolmogorov_distance(candidate: object, reference: object, alpha: flo
     return out[:, 0] if np.ndim(alpha) == 0 else out
 
 
+def closest_trimming(candidate: object, reference: object, alpha: float, *,
+                     interpolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """An α-trimming of the candidate at the distance d_K(R_α(G), F₀) from the reference (for figures).
+
+    The chain of the module docstring, solved at D = d_K: walking back from H_k = 1, each H_i has
+    the least value A_i its later bounds allow (A_i = max over j >= i of U_j - D - C(i, j), and
+    >= 0); walking forward from H_0 = 0, H_i = max(A_i, H_{i-1}), the lowest trimming within D.
+
+    Parameters
+    ----------
+    candidate : array_like, shape (m,)
+    reference : array_like, shape (n,)
+    alpha : float in [0, 1)
+    interpolate : bool
+        See :func:`trimmed_kolmogorov_distance`.
+
+    Returns
+    -------
+    values : numpy.ndarray, shape (k,)
+        The candidate's distinct values, increasing.
+    cdf : numpy.ndarray, shape (k,)
+        The trimmed candidate's distribution function at each value (right-continuous steps).
+    """
+    cand = _sample(candidate, "candidate")
+    if np.ndim(alpha) != 0:
+        raise ValueError(f"alpha={alpha!r} is invalid: expected one float in [0, 1)")
+    level = float(_alphas(alpha)[0])
+    cdf = _reference_cdf(_sample(reference, "reference"), interpolate)
+    # Slack for rounding: the optimum makes some bounds meet exactly.
+    distance = float(_trimmed_distances(cand, cdf, np.array([level]))[0]) + 1e-12
+    values, counts = np.unique(cand, return_counts=True)
+    right, left = cdf(values)
+    upper = np.append(left[1:], 1.0)
+    prefix = np.cumsum(counts / cand.size / (1.0 - level))  # C(0, i), i = 1..k
+    # A_i = max(0, max_{j >= i} (b_j - C(0, j)) + C(0, i)) with b_j = U_j - D, and b_k = 1: H_k = 1 is fixed.
+    floor = np.append(upper[:-1] - distance, 1.0)
+    need = np.maximum.accumulate((floor - prefix)[::-1])[::-1] + prefix
+    return values, np.minimum(np.maximum.accumulate(np.maximum(need, 0.0)), 1.0)
+
+
+def noise_level(n: int, epsilon: float = EPSILON) -> float:
+    """δ = sqrt(log(2 / ε) / n) + 1 / n: the distance two samples of n outputs from one
+    distribution exceed with probability at most ε (a DKW-type bound, the authors' threshold)."""
+    n = check_int("n", n, 1)
+    return math.sqrt(math.log(2.0 / epsilon) / n) + 1.0 / n
+
+
 def alpha_hat(candidate: object, reference: object, *, grid: Sequence[float] = ALPHA_GRID, epsilon: float = EPSILON,
               n_boot: int = N_BOOT, seed: int = 0, interpolate: bool = False) -> tuple[float, np.ndarray]:
     """The α-trimming level of a candidate against a reference, by the authors' bootstrap.
@@ -202,7 +249,7 @@ def alpha_hat(candidate: object, reference: object, *, grid: Sequence[float] = A
     half = cand.size // 2
     if half < 1:
         raise ValueError(f"candidate has {cand.size} example(s): the bootstrap halves need at least 2")
-    delta = math.sqrt(math.log(2.0 / epsilon) / half) + 1.0 / half
+    delta = noise_level(half, epsilon)
     rng = np.random.default_rng(seed)
     per_boot = np.empty(n_boot)
     for b in range(n_boot):

@@ -96,3 +96,19 @@ def test_cifar_missing_folder_names_the_path(tmp_path):
 def test_validation_split_larger_than_training_set(cifar10_root):
     with pytest.raises(ValueError, match=r"n_val=100 leaves no training data: the training set has 100"):
         data.load(DatasetSpec("cifar10", 32, n_val=100), data_root=cifar10_root["root"])
+
+
+def test_a_class_selection_keeps_those_classes_relabelled_in_order():
+    full = data.load(DatasetSpec("digits", 8, n_val=200))
+    pair = data.load(DatasetSpec("digits", 8, n_val=50, classes=(7, 1)))
+    assert pair.num_classes == 2
+    for split, whole in ((pair.test, full.test),):
+        kept = (whole.y == 7) | (whole.y == 1)
+        assert len(split) == int(kept.sum())
+        assert split.y.tolist() == [0 if y == 7 else 1 for y in whole.y[kept].tolist()]
+    assert set(pair.train.y.tolist()) == set(pair.val.y.tolist()) == {0, 1}
+
+
+def test_cifar_class_selection(cifar10_root):
+    d = data.load(DatasetSpec("cifar10", 32, n_val=4, classes=(3, 5)), data_root=cifar10_root["root"])
+    assert d.num_classes == 2 and set(d.test.y.tolist()) <= {0, 1}

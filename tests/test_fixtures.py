@@ -175,6 +175,11 @@ def test_cifar_setting_skips_naming_the_folder_tried(session, pytester, tmp_path
 
 def test_setting_params_mark_tiers():
     params = {p.id: p for p in setting_params(("smoke", "gpu"))}
-    assert set(params) == set(settings.names("smoke")) | set(settings.names("gpu"))
+    every_claim = {n for n in settings.names("smoke") + settings.names("gpu") if settings.get(n).claims is None}
+    assert set(params) == every_claim
+    # A setting made for some claims joins those claims' parametrisation only.
+    assert "synthetic16-binary-mlp" not in params
+    assert "synthetic16-binary-mlp" in {p.id for p in setting_params(("smoke",), claim="A2")}
+    assert "synthetic16-binary-mlp" not in {p.id for p in setting_params(("smoke",), claim="T1")}
     assert [m.name for m in params["digits-mlp"].marks] == ["smoke"]
     assert [m.name for m in params["cifar10-smallcnn"].marks] == ["gpu"]

@@ -7,9 +7,16 @@ from harness.settings import MIN_WINDOW_SNAPSHOTS, DatasetSpec, ModelSpec, Recip
 
 
 def test_registry_has_the_tiers_the_issue_names():
-    assert settings.names("smoke") == ("digits-mlp", "synthetic16-cnn")
+    assert settings.names("smoke") == ("digits-mlp", "synthetic16-cnn", "synthetic16-binary-mlp")
     assert set(settings.names("gpu")) == {
-        f"{d}-{m}" for d in ("cifar10", "synthetic32") for m in ("smallcnn", "mediumcnn", "resnet20")}
+        f"{d}-{m}" for d in ("cifar10", "synthetic32") for m in ("smallcnn", "mediumcnn", "resnet20")} | {
+        "cifar10-catdog-smallcnn"}
+    # The two-class settings serve the seed-variability claims only.
+    for name in ("synthetic16-binary-mlp", "cifar10-catdog-smallcnn"):
+        assert settings.get(name).dataset.num_classes == 2
+        assert settings.get(name).serves("A1") and not settings.get(name).serves("T1")
+        assert not settings.get(name).serves(None)
+    assert settings.get("digits-mlp").serves("A1") and settings.get("digits-mlp").serves(None)
     assert all(settings.get(n).tier == "gpu" for n in settings.names("gpu"))
 
 
@@ -48,6 +55,11 @@ def test_unknown_tier_is_rejected():
     (lambda: Recipe(epochs=16, lr_halving_every=4, window=Window(epochs=5, per_epoch=2)),
      r"epochs after the last halving \(epoch 16 trains at lr x 0.5\^3, epoch 12 at lr x 0.5\^2\)"),
     (lambda: Recipe(epochs=12, window=(4, 3)), r"Recipe.window=\(4, 3\) is invalid: expected a Window or None"),
+    (lambda: DatasetSpec("digits", 8, classes=(3,)), r"DatasetSpec.classes=\(3,\) .* at least two distinct"),
+    (lambda: DatasetSpec("digits", 8, classes=(3, 3)), r"DatasetSpec.classes=\(3, 3\) .* in 0..9"),
+    (lambda: DatasetSpec("digits", 8, classes=(3, 10)), r"DatasetSpec.classes=\(3, 10\) .* in 0..9"),
+    (lambda: DatasetSpec("digits", 8, classes=[3, 5]), r"DatasetSpec.classes=\[3, 5\]"),
+    (lambda: settings.get("digits-mlp").replace(claims=()), r"Setting.claims=\(\) .* non-empty tuple of claim ids"),
     (lambda: settings.get("digits-mlp").replace(tier="nightly"), r"Setting.tier='nightly'"),
     (lambda: settings.get("digits-mlp").replace(n_seeds=1), r"Setting.n_seeds=1 is invalid: expected an int >= 4"),
 ])
@@ -103,5 +115,8 @@ def test_cache_key_ignores_name_tier_seeds_and_tracks_the_spec():
     assert s.replace(name="other", tier="slow", n_seeds=9, description="x").cache_key() == s.cache_key()
     assert s.replace(recipe=dataclasses.replace(s.recipe, lr=1e-3)).cache_key() != s.cache_key()
     assert s.replace(model=dataclasses.replace(s.model, init="torch")).cache_key() != s.cache_key()
+    # A class selection changes the key; none keeps the key it had before DatasetSpec.classes existed.
+    assert s.replace(dataset=dataclasses.replace(s.dataset, classes=(0, 1))).cache_key() != s.cache_key()
+    assert "classes" not in s.spec()["dataset"]
     keys = {settings.get(n).cache_key() for n in settings.names()}
     assert len(keys) == len(settings.names())

@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.trimming import ALPHA_GRID, UNTRIMMABLE, alpha_hat, scalar_output, trimmed_kolmogorov_distance
+from harness.trimming import (ALPHA_GRID, UNTRIMMABLE, alpha_hat, closest_trimming, noise_level, scalar_output,
+                              trimmed_kolmogorov_distance)
 
 
 def reference_cdf(reference: np.ndarray, t: float, interpolate: bool) -> tuple[float, float]:
@@ -152,3 +153,36 @@ def test_scalar_output_is_the_logit_gap_for_two_classes_and_the_margin_for_more(
     many = torch.tensor([[0.5, 2.0, 1.0], [4.0, -1.0, 3.5]])
     assert scalar_output(many).tolist() == pytest.approx([1.0, 0.5])
     assert scalar_output(many).dtype == torch.float64
+
+
+def step_distance(values: np.ndarray, cdf: np.ndarray, reference: np.ndarray) -> float:
+    """sup |G̃ - F₀| of a step function (``cdf`` at ``values``) against the reference's step ECDF,
+    at every point of both and just before it."""
+    points = np.unique(np.concatenate([values, reference]))
+    steps = np.append(0.0, cdf)
+    gaps = [np.abs(steps[np.searchsorted(values, points, side)] - np.searchsorted(np.sort(reference), points, side)
+                   / reference.size) for side in ("right", "left")]
+    return float(max(g.max() for g in gaps))
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_closest_trimming_is_a_trimming_at_the_distance(case):
+    rng = np.random.default_rng(case)
+    m, n = rng.integers(1, 40, size=2)
+    candidate = np.round(rng.normal(size=m) + rng.normal(), 1)  # rounded: ties within and across samples
+    reference = np.round(rng.normal(size=n), 1)
+    alpha = ALPHA_GRID[case % len(ALPHA_GRID)]
+    values, cdf = closest_trimming(candidate, reference, alpha)
+    steps = np.diff(np.append(0.0, cdf))
+    caps = np.unique(candidate, return_counts=True)[1] / m / (1 - alpha)
+    assert np.array_equal(values, np.unique(candidate))
+    assert cdf[-1] == pytest.approx(1.0, abs=1e-12)
+    assert (steps >= -1e-12).all() and (steps <= caps + 1e-9).all()
+    assert step_distance(values, cdf, reference) == pytest.approx(
+        trimmed_kolmogorov_distance(candidate, reference, alpha), abs=1e-9)
+
+
+def test_noise_level_is_the_authors_delta():
+    assert noise_level(1000) == pytest.approx(np.sqrt(np.log(200) / 1000) + 1e-3)
+    with pytest.raises(ValueError, match="n"):
+        noise_level(0)
