@@ -240,7 +240,7 @@ def odd_models(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
             np.array(eces))
 
 
-def test_ece(runs: list[Run]) -> np.ndarray:
+def seeds_ece(runs: list[Run]) -> np.ndarray:
     return np.array([expected_calibration_error(torch.softmax(r.final_logits.double(), dim=1), r.eval_labels)
                      for r in runs])
 
@@ -251,7 +251,7 @@ def test_ece(runs: list[Run]) -> np.ndarray:
 def _a3_from_runs(setting: str, runs: list[Run], level: float) -> Evidence:
     outputs = scalar_outputs(final_logits(runs))
     twins, temps, odd, odd_ece = odd_models(runs)
-    return a3_evidence(outputs, test_ece(runs), twins, odd, odd_ece, setting, seeds_of(runs), level,
+    return a3_evidence(outputs, seeds_ece(runs), twins, odd, odd_ece, setting, seeds_of(runs), level,
                        temperatures=temps)
 
 
@@ -299,7 +299,7 @@ def test_negative_control_a2_first_epoch_models_are_refuted(setting, trained_run
 def test_negative_control_a3_ordinary_seed_is_not_separated(setting, trained_runs):
     runs = trained_runs(setting)
     outputs = scalar_outputs(final_logits(runs))
-    ece = test_ece(runs)
+    ece = seeds_ece(runs)
     # The "odd" model of seed i is the seed after it, ordinary in every respect.
     shift = np.roll(np.arange(len(runs)), -1)
     evidence = a3_evidence(outputs, ece, np.arange(len(runs)), outputs[shift], ece[shift], setting, seeds_of(runs))
