@@ -45,6 +45,7 @@ from fixtures.runs import copies_of_one_run, setting_params
 from harness import figspec
 from harness import settings as settings_lib
 from harness.catalog import A1_TREND_MAX, A3_SEPARATION_MIN, ALPHA_CLOSE, CATALOG
+from harness.diversity import disagreement
 from harness.ensembles import ensemble_size
 from harness.evidence import FRACTION, REFUTED, REPRODUCES, Criterion, Evidence, mean_criterion, subset_criterion
 from harness.scoring import expected_calibration_error
@@ -52,7 +53,7 @@ from harness.sequential import rivals
 from harness.stats import CONFIDENCE, seed_subsets
 from harness.temperature import mirror_temperature
 from harness.training import Run, seeds_of
-from harness.trimming import UNTRIMMABLE, alpha_hat, closest_trimming, noise_level, scalar_output, trimmed_kolmogorov_distance
+from harness.trimming import ALPHA_GRID, UNTRIMMABLE, alpha_hat, closest_trimming, noise_level, scalar_output, trimmed_kolmogorov_distance
 
 # Ranges of the criteria's statistics (not thresholds): a difference of two distances in [0, 1],
 # and of two trimming levels in [0, UNTRIMMABLE].
@@ -60,6 +61,8 @@ DISTANCE_DIFFERENCE = (-1.0, 1.0)
 ALPHA_DIFFERENCE = (-UNTRIMMABLE, UNTRIMMABLE)
 # α̂ against M is recorded on this many M-subsets per M (its bootstrap costs ~0.1-1 s a call).
 A1_ALPHA_SUBSETS = 3
+# A3 needs this many odd models: the seed bootstrap's minimum (harness.stats.seed_bootstrap).
+MIN_TWINS = 3
 
 
 def scalar_outputs(logits: torch.Tensor) -> np.ndarray:
@@ -99,7 +102,8 @@ def a1_evidence(logits: torch.Tensor, setting: str, seeds: tuple[int, ...], leve
                                    "ensembles'", trend, subsets, n, A1_TREND_MAX, "<", level=level,
                                    limits=DISTANCE_DIFFERENCE),),
         details={"ensemble_size": k, "curve": curve, "smallest_m_alpha_close": closest[0] if closest else None,
-                 "alpha_close": ALPHA_CLOSE, figspec.FIGURES_KEY: [_a1_figure(curve)]},
+                 "alpha_close": ALPHA_CLOSE,
+                 figspec.FIGURES_KEY: [_a1_figure(curve, closest[0] if closest else None)]},
     )
 
 
@@ -119,11 +123,11 @@ def _a1_curve(logits: torch.Tensor, k: int) -> dict:
     return {"m": m_values, "distance": distances, "alpha_hat": alphas}
 
 
-def _a1_figure(curve: dict) -> dict:
+def _a1_figure(curve: dict, smallest: int | None) -> dict:
     series = [figspec.series("KS distance d_K (alpha = 0)", curve["m"], curve["distance"], style="line+points"),
               figspec.series("alpha-trimming level", curve["m"], curve["alpha_hat"], style="line+points")]
     return figspec.xy("M-run ensemble vs its members' mixture", series, "ensemble size M", "distance / level",
-                      note=f"'enough seeds': the smallest M with alpha_hat <= {ALPHA_CLOSE:g}")
+                      note=f"'how many seeds': the smallest M >= 2 with alpha_hat <= {ALPHA_CLOSE:g} is {smallest}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,34 +164,39 @@ def a2_evidence(candidates: np.ndarray, outputs: np.ndarray, setting: str, seeds
                                  ALPHA_CLOSE, "<=", level=level, limits=ALPHA_DIFFERENCE),),
         details={"alpha_hat": seed_alpha.tolist(), "null_alpha_hat": null.tolist(),
                  "reference_size": len(reference_of(0, len(outputs), setting)),
-                 "delta": noise_level(outputs.shape[1] // 2), figspec.FIGURES_KEY: [_ecdf_figure(candidates[0], outputs, setting)]},
+                 "delta": noise_level(outputs.shape[1] // 2), figspec.FIGURES_KEY: [
+                     _ecdf_figure(candidates[0], outputs[reference_of(0, len(outputs), setting)], ALPHA_CLOSE,
+                                  "first seed")]},
     )
 
 
-def _ecdf_figure(candidate: np.ndarray, outputs: np.ndarray, setting: str) -> dict:
-    reference = np.sort(outputs[reference_of(0, len(outputs), setting)].ravel())
+def _ecdf_figure(candidate: np.ndarray, reference: np.ndarray, alpha: float, name: str) -> dict:
+    """The ECDFs of ``candidate`` (N,), its ``reference`` (pooled outputs) and the candidate's closest α-trimming."""
+    reference = np.sort(reference.ravel())
     cand = np.sort(candidate)
-    values, trimmed = closest_trimming(candidate, reference, ALPHA_CLOSE)
-    series = [figspec.series("first seed", cand, np.arange(1, cand.size + 1) / cand.size, style="line"),
+    values, trimmed = closest_trimming(candidate, reference, alpha)
+    series = [figspec.series(name, cand, np.arange(1, cand.size + 1) / cand.size, style="line"),
               figspec.series("its reference (the seeds after it, pooled)", reference,
                              np.arange(1, reference.size + 1) / reference.size, style="line"),
-              figspec.series(f"first seed, closest {ALPHA_CLOSE:g}-trimming", values, trimmed, style="line")]
-    return figspec.xy("ECDF of the scalar output", series, "logit gap or margin", "ECDF",
-                      note=f"d_K of the trimming: {trimmed_kolmogorov_distance(candidate, reference, ALPHA_CLOSE):.4f}")
+              figspec.series(f"{name}, closest {alpha:g}-trimming", values, trimmed, style="line")]
+    return figspec.xy(f"ECDF of the scalar output: {name}", series, "logit gap or margin", "ECDF",
+                      note=f"d_K of the trimming: {trimmed_kolmogorov_distance(candidate, reference, alpha):.4f}")
 
 
 def a3_evidence(outputs: np.ndarray, ece: np.ndarray, twins: np.ndarray, odd: np.ndarray, odd_ece: np.ndarray,
                 setting: str, seeds: tuple[int, ...], level: float = CONFIDENCE, seed_alpha: np.ndarray | None = None,
-                temperatures: np.ndarray | None = None) -> Evidence:
+                temperatures: np.ndarray | None = None, shared: dict[str, np.ndarray] | None = None) -> Evidence:
     """A3 on the seeds' outputs (S, N) and test ECE (S,), and the odd models of the seeds ``twins`` (T,):
-    their outputs (T, N) and ECE (T,). Fewer than 2 odd models leave every criterion undecided."""
+    their outputs (T, N) and ECE (T,). Fewer than :data:`MIN_TWINS` odd models leave every criterion
+    undecided. ``shared`` holds per-seed metrics (S,) that an odd model shares with its seed (accuracy,
+    churn), drawn against α̂ beside the ECE."""
     n = len(outputs)
     seed_alpha = alpha_against_reference(outputs, outputs, setting) if seed_alpha is None else seed_alpha
     odd_alpha = np.array([alpha_hat(o, outputs[reference_of(i, n, setting)])[0] for i, o in zip(twins, odd)])
     group_max = np.array([seed_alpha[[i, *reference_of(i, n, setting)]].max() for i in twins])
     names = ("odd model's alpha-trimming level minus its group's largest ordinary one",
              "odd models' ECE, at least the seeds' smallest", "odd models' ECE, at most the seeds' largest")
-    if len(twins) < 2:
+    if len(twins) < MIN_TWINS:
         criteria = tuple(Criterion(name, math.nan, threshold, direction, (math.nan, math.nan), level)
                          for name, threshold, direction in zip(names, (A3_SEPARATION_MIN, ece.min(), ece.max()),
                                                                (">", ">=", "<=")))
@@ -198,20 +207,28 @@ def a3_evidence(outputs: np.ndarray, ece: np.ndarray, twins: np.ndarray, odd: np
             mean_criterion(names[1], odd_ece, float(ece.min()), ">=", level=level, limits=FRACTION),
             mean_criterion(names[2], odd_ece, float(ece.max()), "<=", level=level, limits=FRACTION),
         )
+    figures = _a3_figures(seed_alpha, twins, odd_alpha, ece, odd_ece, shared or {})
+    if len(twins):  # the first odd model's ECDF, and its trimming at the grid's largest level
+        figures.append(_ecdf_figure(odd[0], outputs[reference_of(twins[0], n, setting)], ALPHA_GRID[-1],
+                                    f"odd model of seed {seeds[twins[0]]}"))
     return Evidence(
         claim="A3", setting=setting, source=CATALOG["A3"].citation, seeds=seeds, criteria=criteria,
         details={"alpha_hat": seed_alpha.tolist(), "ece": ece.tolist(), "twins": [seeds[i] for i in twins],
                  "odd_alpha_hat": odd_alpha.tolist(), "odd_ece": np.asarray(odd_ece).tolist(),
                  "temperatures": None if temperatures is None else np.asarray(temperatures).tolist(),
-                 figspec.FIGURES_KEY: [_a3_figure(seed_alpha, odd_alpha, ece, odd_ece)]},
+                 **{name: values.tolist() for name, values in (shared or {}).items()},
+                 figspec.FIGURES_KEY: figures},
     )
 
 
-def _a3_figure(seed_alpha, odd_alpha, ece, odd_ece) -> dict:
-    series = [figspec.series("ordinary seeds", ece, seed_alpha), figspec.series("odd models (mirror temperature)",
-                                                                                odd_ece, odd_alpha)]
-    return figspec.xy("alpha-trimming level against ECE, per model", series, "test ECE", "alpha_hat",
-                      note="accuracy and churn of each odd model equal its seed's (a temperature keeps every argmax)")
+def _a3_figures(seed_alpha, twins, odd_alpha, ece, odd_ece, shared: dict[str, np.ndarray]) -> list[dict]:
+    """α̂ per model against each ordinary metric: the ordinary seeds and the odd models in one panel each."""
+    metrics = {"test ECE": (ece, odd_ece), **{name: (v, v[twins]) for name, v in shared.items()}}
+    return [figspec.xy(f"alpha-trimming level against {name}, per model",
+                       [figspec.series("ordinary seeds", seeds_value, seed_alpha),
+                        figspec.series("odd models (mirror temperature)", odd_value, odd_alpha)],
+                       name, "alpha_hat")
+            for name, (seeds_value, odd_value) in metrics.items()]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,10 +266,16 @@ def seeds_ece(runs: list[Run]) -> np.ndarray:
 # Tests
 
 def _a3_from_runs(setting: str, runs: list[Run], level: float) -> Evidence:
-    outputs = scalar_outputs(final_logits(runs))
+    logits = final_logits(runs)
+    outputs = scalar_outputs(logits)
     twins, temps, odd, odd_ece = odd_models(runs)
+    labels = logits.argmax(-1)
+    churn = np.array([np.mean([disagreement(labels[i], labels[j]) for j in reference_of(i, len(runs), setting)])
+                      for i in range(len(runs))])
+    shared = {"test accuracy": np.array([(p == r.eval_labels).double().mean().item() for p, r in zip(labels, runs)]),
+              "churn (disagreement with its reference seeds)": churn}
     return a3_evidence(outputs, seeds_ece(runs), twins, odd, odd_ece, setting, seeds_of(runs), level,
-                       temperatures=temps)
+                       temperatures=temps, shared=shared)
 
 
 @pytest.mark.claim(id="A1")
