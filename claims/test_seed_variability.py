@@ -53,7 +53,8 @@ from harness.sequential import rivals
 from harness.stats import CONFIDENCE, seed_subsets
 from harness.temperature import mirror_temperature
 from harness.training import Run, seeds_of
-from harness.trimming import ALPHA_GRID, UNTRIMMABLE, alpha_hat, closest_trimming, noise_level, scalar_output, trimmed_kolmogorov_distance
+from harness.trimming import (ALPHA_GRID, UNTRIMMABLE, alpha_hat, closest_trimming, noise_level, scalar_output,
+                              trimmed_kolmogorov_distance)
 
 # Ranges of the criteria's statistics (not thresholds): a difference of two distances in [0, 1],
 # and of two trimming levels in [0, UNTRIMMABLE].
@@ -151,12 +152,9 @@ def self_alpha(outputs: np.ndarray) -> np.ndarray:
 
 
 def a2_evidence(candidates: np.ndarray, outputs: np.ndarray, setting: str, seeds: tuple[int, ...],
-                level: float = CONFIDENCE, seed_alpha: np.ndarray | None = None) -> Evidence:
-    """A2: candidates (S, N) against references of the runs' final outputs (S, N).
-
-    ``seed_alpha`` is :func:`alpha_against_reference` of ``candidates`` when already computed.
-    """
-    seed_alpha = alpha_against_reference(candidates, outputs, setting) if seed_alpha is None else seed_alpha
+                level: float = CONFIDENCE) -> Evidence:
+    """A2: candidates (S, N) against references of the runs' final outputs (S, N)."""
+    seed_alpha = alpha_against_reference(candidates, outputs, setting)
     null = self_alpha(candidates)
     return Evidence(
         claim="A2", setting=setting, source=CATALOG["A2"].citation, seeds=seeds,
@@ -184,14 +182,14 @@ def _ecdf_figure(candidate: np.ndarray, reference: np.ndarray, alpha: float, nam
 
 
 def a3_evidence(outputs: np.ndarray, ece: np.ndarray, twins: np.ndarray, odd: np.ndarray, odd_ece: np.ndarray,
-                setting: str, seeds: tuple[int, ...], level: float = CONFIDENCE, seed_alpha: np.ndarray | None = None,
+                setting: str, seeds: tuple[int, ...], level: float = CONFIDENCE,
                 temperatures: np.ndarray | None = None, shared: dict[str, np.ndarray] | None = None) -> Evidence:
     """A3 on the seeds' outputs (S, N) and test ECE (S,), and the odd models of the seeds ``twins`` (T,):
     their outputs (T, N) and ECE (T,). Fewer than :data:`MIN_TWINS` odd models leave every criterion
     undecided. ``shared`` holds per-seed metrics (S,) that an odd model shares with its seed (accuracy,
     churn), drawn against α̂ beside the ECE."""
     n = len(outputs)
-    seed_alpha = alpha_against_reference(outputs, outputs, setting) if seed_alpha is None else seed_alpha
+    seed_alpha = alpha_against_reference(outputs, outputs, setting)
     odd_alpha = np.array([alpha_hat(o, outputs[reference_of(i, n, setting)])[0] for i, o in zip(twins, odd)])
     group_max = np.array([seed_alpha[[i, *reference_of(i, n, setting)]].max() for i in twins])
     names = ("odd model's alpha-trimming level minus its group's largest ordinary one",

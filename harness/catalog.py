@@ -273,7 +273,8 @@ _ENTRIES = (
         "taken alone.",
         "[Banerjee] arXiv 2406.08307", "-",
         "odd model = a seed at its mirror temperature (same accuracy and predictions, the ECE of T = 1 on the "
-        "test split, up to one step of the temperature grid): its alpha_hat minus the largest of the seeds in its group (the seed and its reference) "
+        "test split, up to one step of the temperature grid): its alpha_hat minus the largest of the seeds in its "
+        "group (the seed and its reference) "
         f"> {A3_SEPARATION_MIN:g} (mean over seeds, lower bound); its test ECE within the seeds' range (mean of the "
         "odd models' ECE >= the seeds' smallest and <= their largest, bounds)",
         "the 'model trained differently' is a temperature on the logits, chosen so that accuracy, churn and ECE "

@@ -118,7 +118,8 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("A3", "digits-mlp",
             "Most digits MLPs are underconfident with an ECE above their error rate, so no temperature gives them a "
             "twin with their ECE (a minority of seeds has one); the few twins' mean ECE cannot be placed inside the "
-            "seeds' range at the cap of 40 seeds. Where a twin exists, its alpha_hat is far above the seeds'.", UNDECIDABLE,
+            "seeds' range at the cap of 40 seeds. Where a twin exists, its alpha_hat is far above the seeds'.",
+            UNDECIDABLE,
             departure=_DIGITS_LEVEL + " The construction of A3's odd model (a temperature twin) needs a model whose "
                       "ECE lies below its error rate; synthetic16-cnn and synthetic16-binary-mlp have twins for "
                       "every seed and reproduce."),

@@ -40,8 +40,8 @@ import torch
 
 from harness.validation import check_int
 
-__all__ = ["ALPHA_GRID", "EPSILON", "N_BOOT", "UNTRIMMABLE", "alpha_hat", "closest_trimming", "noise_level", "scalar_output",
-           "trimmed_kolmogorov_distance"]
+__all__ = ["ALPHA_GRID", "EPSILON", "N_BOOT", "UNTRIMMABLE", "alpha_hat", "closest_trimming", "noise_level",
+           "scalar_output", "trimmed_kolmogorov_distance"]
 
 # The authors' grid of trimming levels and their confidence parameter ε of δ = sqrt(log(2/ε)/n) + 1/n.
 ALPHA_GRID = (0.0, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)
