@@ -22,7 +22,7 @@ __all__ = [
     "W1_NOISE_MULTIPLE",
     "S1_OWN_MODE_FRACTION_MIN", "S2_DIVERSITY_RATIO_MAX", "S2_ACCURACY_BAND",
     "N1_GAIN_MIN", "N1_LAST_OVER_FIRST_GAIN_MAX",
-    "ALPHA_CLOSE", "A1_TREND_MAX", "A3_SEPARATION_MIN",
+    "ALPHA_CLOSE", "A1_TREND_MAX", "A3_SEPARATION_MIN", "P3_GAIN_MIN",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -79,6 +79,10 @@ A1_TREND_MAX = 0.0
 # A3 "above every ordinary seed's": the odd model's level minus the largest of its group's seeds > 0.
 A3_SEPARATION_MIN = 0.0
 
+# P3 (claims/test_alignment.py): alignment raises the cosine and lowers the barrier (differences
+# above 0); the aligned disagreement stays above I2_CROSS_OVER_WITHIN_MIN x the late within-run one.
+P3_GAIN_MIN = 0.0
+
 THRESHOLDS: dict[str, tuple[str, ...]] = {
     "T1": ("T1_LATE_CONSECUTIVE_COS_MIN", "STEP_RATIO_MAX"),
     "T2": ("T2_SPEARMAN_MAX",),
@@ -96,6 +100,7 @@ THRESHOLDS: dict[str, tuple[str, ...]] = {
     "A1": ("A1_TREND_MAX", "ALPHA_CLOSE"),
     "A2": ("ALPHA_CLOSE",),
     "A3": ("A3_SEPARATION_MIN",),
+    "P3": ("P3_GAIN_MIN", "I2_CROSS_OVER_WITHIN_MIN"),
 }
 """Claim id -> names of the threshold constants above that its decision (and its text) uses."""
 
@@ -248,6 +253,17 @@ _ENTRIES = (
         "K-run ensembles of subspace ensembles over plain K-run ensembles >= 0; gain at K - gain at 1 <= 0",
         "a run's subspace ensemble is the mean of its samples (8 in the smoke tier, official 30) at ensemble "
         "scales; accuracy ties count as 'not worse'; the two ends k = 1 and K of the curve, not every k"),
+    ClaimInfo(
+        "P3", "aligned solutions stay different functions",
+        "Independent solutions stay different functions after permutation alignment: weight matching raises their "
+        "cosine and lowers the linear-interpolation loss barrier, but their disagreement is unchanged.",
+        "[ReBasin] (weight matching), beyond [Fort]", "narrow networks keep a barrier after matching",
+        f"over pairs of seeds, run j weight-matched onto run i: aligned minus raw kernel cosine > {P3_GAIN_MIN:g}; raw "
+        f"minus aligned test-loss barrier on the linear path > {P3_GAIN_MIN:g}; disagreement with the aligned "
+        f"run minus {I2_CROSS_OVER_WITHIN_MIN:g} x the late within-run disagreement > {P3_GAIN_MIN:g} (means over "
+        "pairs and seeds, bounds)",
+        "barriers on the test split; 'far above late snapshots' reuses I2's multiple; BatchNorm statistics recomputed "
+        "on the training split at every point of a path"),
     ClaimInfo(
         "A1", "an ensemble's outputs approach its members' mixture",
         "The output distribution of an ensemble of M seeds approaches the average of its members' distributions "

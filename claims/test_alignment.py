@@ -1,0 +1,153 @@
+"""Independent solutions stay different functions after permutation alignment (P3).
+
+P3's statement, source, threshold and decision text are in harness.catalog (CATALOG["P3"]). P1
+and P2 (a permutation keeps the function; weight matching recovers a planted one) are property
+tests of harness.symmetry and harness.matching (tests/test_symmetry.py, tests/test_matching.py).
+
+How the decision is built, over pairs of seeds (i < j; run j is aligned onto run i by weight
+matching, harness.matching, then harness.symmetry.permute):
+
+- the aligned weight cosine minus the raw one > 0 (conv/dense kernels, as I1);
+- the raw linear-interpolation loss barrier minus the aligned one > 0 (test split, N_POINTS points;
+  BatchNorm statistics recomputed on the training split at every point, harness.interpolation);
+- the disagreement of run i with the *aligned* run j (a permutation cannot change it: computing it
+  from the aligned network checks that) minus I2's multiple of the late within-run disagreement
+  (last two epochs) > 0: "still different functions, far more than late snapshots of one run".
+
+Each is a mean over pairs with seed-bootstrap bounds (the third, like I2's, a difference of a
+pairwise and a per-seed mean). Negative control: every "independent" run replaced by a randomly
+permuted copy of the first run (aligned cosine 1, aligned barrier 0, disagreement 0): "still
+different functions" must be refuted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures.options import get_options
+from fixtures.runs import setting_params
+from harness import data as data_lib
+from harness import figspec
+from harness import settings as settings_lib
+from harness.catalog import CATALOG, I2_CROSS_OVER_WITHIN_MIN, P3_GAIN_MIN
+from harness.diversity import disagreement, pairwise_disagreement
+from harness.evidence import REFUTED, Evidence, bootstrap_criterion, pairwise_criterion
+from harness.interpolation import interpolation_barrier
+from harness.matching import weight_matching
+from harness.stats import CONFIDENCE, pairwise_mean, resampled_mean, resampled_pairwise_mean
+from harness.symmetry import permutation_spec, permute, random_permutation
+from harness.training import Run, model_at, predict_proba, seeds_of
+from harness.weightspace import cosine_similarity, weight_vector
+
+# Points on each linear path (t = 0, 0.2, ..., 1): a barrier evaluates the model at every point
+# (0.04 s per point for a SmallCNN on the 1,000 synthetic16 test images), for every pair of seeds.
+N_POINTS = 6
+# Ranges of the statistics (not thresholds): differences of cosines, of barriers (nats), of disagreements.
+COSINE_DIFFERENCE = (-2.0, 2.0)
+DISAGREEMENT_DIFFERENCE = (-2.0, 1.0)
+
+
+def pair_statistics(models: list[torch.nn.Module], test: data_lib.Split, train_x: torch.Tensor) -> dict:
+    """Raw and aligned cosine and barrier, aligned disagreement, and both loss curves, per pair i < j.
+
+    Returns
+    -------
+    dict
+        ``raw_cos``, ``aligned_cos``, ``raw_barrier``, ``aligned_barrier``, ``disagreement``: symmetric
+        (S, S) float64 matrices (0 on the diagonal); ``raw_loss``, ``aligned_loss``: (P, N_POINTS), one
+        row per pair; ``t``: (N_POINTS,).
+    """
+    n = len(models)
+    keys = ("raw_cos", "aligned_cos", "raw_barrier", "aligned_barrier", "disagreement")
+    out = {k: np.zeros((n, n)) for k in keys}
+    raw_loss, aligned_loss, t = [], [], None
+    for i in range(n):
+        probs_i = predict_proba(models[i], test.x)
+        for j in range(i + 1, n):
+            aligned = permute(models[j], weight_matching(models[i], models[j]))
+            raw = interpolation_barrier(models[i], models[j], test, N_POINTS, bn_data=train_x)
+            matched = interpolation_barrier(models[i], aligned, test, N_POINTS, bn_data=train_x)
+            values = (cosine_similarity(weight_vector(models[i]), weight_vector(models[j])),
+                      cosine_similarity(weight_vector(models[i]), weight_vector(aligned)),
+                      raw.loss_barrier, matched.loss_barrier, disagreement(probs_i, predict_proba(aligned, test.x)))
+            for key, value in zip(keys, values):
+                out[key][i, j] = out[key][j, i] = value
+            raw_loss.append(raw.loss.numpy())
+            aligned_loss.append(matched.loss.numpy())
+            t = raw.t.numpy()
+    return {**out, "raw_loss": np.array(raw_loss), "aligned_loss": np.array(aligned_loss), "t": t}
+
+
+def p3_evidence(stats: dict, within: np.ndarray, setting: str, seeds: tuple[int, ...],
+                level: float = CONFIDENCE) -> Evidence:
+    """P3 on :func:`pair_statistics` and the late within-run disagreement of each run (S,)."""
+    cross = stats["disagreement"]
+    return Evidence(
+        claim="P3", setting=setting, source=CATALOG["P3"].citation, seeds=seeds,
+        criteria=(
+            pairwise_criterion("aligned minus raw weight cosine", stats["aligned_cos"] - stats["raw_cos"],
+                               P3_GAIN_MIN, ">", level=level, limits=COSINE_DIFFERENCE),
+            pairwise_criterion("raw minus aligned loss barrier (nats)", stats["raw_barrier"] - stats["aligned_barrier"],
+                               P3_GAIN_MIN, ">", level=level),
+            bootstrap_criterion(
+                f"disagreement with the aligned run minus {I2_CROSS_OVER_WITHIN_MIN} x late within-run disagreement",
+                lambda idx: resampled_pairwise_mean(cross, idx) - I2_CROSS_OVER_WITHIN_MIN * resampled_mean(within, idx),
+                len(within), P3_GAIN_MIN, ">", level=level, limits=DISAGREEMENT_DIFFERENCE, min_distinct=3),
+        ),
+        details={key: pairwise_mean(stats[key]) for key in
+                 ("raw_cos", "aligned_cos", "raw_barrier", "aligned_barrier", "disagreement")}
+        | {"late_within_disagreement": within.tolist(), figspec.FIGURES_KEY: _figures(stats)},
+    )
+
+
+def _figures(stats: dict) -> list[dict]:
+    iu = np.triu_indices(len(stats["raw_cos"]), 1)
+    raw, aligned = stats["raw_cos"][iu], stats["aligned_cos"][iu]
+    cosines = figspec.xy("Weight cosine per pair of seeds, before and after alignment",
+                         [figspec.series("pairs", raw, aligned),
+                          figspec.series("no change", [raw.min(), raw.max()], [raw.min(), raw.max()], style="line")],
+                         "raw cosine", "aligned cosine")
+    t = stats["t"]
+    paths = figspec.xy("Test loss along the linear path (mean over pairs)",
+                       [figspec.series("raw", t, stats["raw_loss"].mean(0), style="line+points"),
+                        figspec.series("aligned (weight matching)", t, stats["aligned_loss"].mean(0),
+                                       style="line+points")],
+                       "t", "test loss (nats)")
+    return [cosines, paths]
+
+
+def late_within_disagreement(runs: list[Run]) -> np.ndarray:
+    """Disagreement between each run's last two epochs, (S,)."""
+    return np.array([pairwise_disagreement(r.eval_probs[-2:]).numpy()[0, 1] for r in runs])
+
+
+def final_models(setting: str, runs: list[Run]) -> list[torch.nn.Module]:
+    spec = settings_lib.get(setting)
+    return [model_at(spec, r, spec.recipe.epochs) for r in runs]
+
+
+def _evidence_of(setting: str, runs: list[Run], level: float, data_root) -> Evidence:
+    data = data_lib.load(settings_lib.get(setting).dataset, data_root)
+    stats = pair_statistics(final_models(setting, runs), data.test, data.train.x)
+    return p3_evidence(stats, late_within_disagreement(runs), setting, seeds_of(runs), level)
+
+
+@pytest.mark.claim(id="P3")
+@pytest.mark.parametrize("setting", setting_params())
+def test_p3_aligned_solutions_stay_different_functions(setting, decide_claim, pytestconfig):
+    data_root = get_options(pytestconfig).data_root
+    decide_claim(setting, lambda runs, level: _evidence_of(setting, runs, level, data_root))
+
+
+@pytest.mark.parametrize("setting", setting_params(("smoke",)))
+def test_negative_control_p3_permuted_copies_are_refuted(setting, trained_runs, pytestconfig):
+    runs = trained_runs(setting)
+    first = final_models(setting, runs[:1])[0]
+    spec, generator = permutation_spec(first), torch.Generator().manual_seed(0)
+    models = [first] + [permute(first, random_permutation(spec, generator)) for _ in runs[1:]]
+    data = data_lib.load(settings_lib.get(setting).dataset, get_options(pytestconfig).data_root)
+    stats = pair_statistics(models, data.test, data.train.x)
+    evidence = p3_evidence(stats, late_within_disagreement(runs), setting, seeds_of(runs))
+    assert evidence.outcome == REFUTED, f"P3 not refuted on permuted copies of one run:\n{evidence.explain()}"
