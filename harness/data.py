@@ -21,10 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.corruptions import corrupt
 from harness.settings import DatasetSpec
 from harness.validation import check_int
 
 DIGITS_TEST_SIZE = 540  # 30% of 1,797, stratified
+# The corrupted test sets are one fixed draw per corruption and severity, as CIFAR-10-C is.
+SHIFT_SEED = 0
+# Corrupted test sets kept in memory: every severity of two corruptions.
+SHIFTED_SETS = 10
 _SPLIT_SEED = 0  # the digits split is part of the data set, not of a run: fixed forever
 
 
@@ -87,6 +92,19 @@ def load(spec: DatasetSpec, data_root: str | None = None, device: torch.device |
 @functools.lru_cache(maxsize=4)
 def _load_cpu(spec: DatasetSpec, data_root: str | None) -> Data:
     # Cached per process: every run of a setting, and every claim, reuses the same tensors.
+    train_x, train_y, test_x, test_y = _raw(spec, data_root)
+    fit, val = _fit_and_validation(spec, len(train_y))
+    mean, std = _standardisation(train_x[fit])
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return ((x - mean) / std).contiguous()
+
+    return Data(Split(norm(train_x[fit]), train_y[fit]), Split(norm(train_x[val]), train_y[val]),
+                Split(norm(test_x), test_y), spec.num_classes)
+
+
+def _raw(spec: DatasetSpec, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training (validation included) and test images before standardisation, and their labels."""
     if spec.name == "digits":
         train_x, train_y, test_x, test_y = _digits()
     elif spec.name == "synthetic":
@@ -102,19 +120,61 @@ def _load_cpu(spec: DatasetSpec, data_root: str | None) -> Data:
     if spec.classes is not None:
         train_x, train_y = _select_classes(train_x, train_y, spec.classes)
         test_x, test_y = _select_classes(test_x, test_y, spec.classes)
-    if spec.n_val >= len(train_y):
+    return train_x, train_y, test_x, test_y
+
+
+def _fit_and_validation(spec: DatasetSpec, n_train: int) -> tuple[slice, slice]:
+    """The training split's and the validation split's slices of the training set (validation last)."""
+    if spec.n_val >= n_train:
         raise ValueError(f"DatasetSpec.n_val={spec.n_val} leaves no training data: the training set has "
-                         f"{len(train_y)} examples")
-    fit_x, fit_y = train_x[: len(train_y) - spec.n_val], train_y[: len(train_y) - spec.n_val]
-    val_x, val_y = train_x[len(train_y) - spec.n_val:], train_y[len(train_y) - spec.n_val:]
-    mean = fit_x.mean(dim=(0, 2, 3), keepdim=True)
-    std = fit_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+                         f"{n_train} examples")
+    return slice(0, n_train - spec.n_val), slice(n_train - spec.n_val, n_train)
 
-    def norm(x: torch.Tensor) -> torch.Tensor:
-        return ((x - mean) / std).contiguous()
 
-    return Data(Split(norm(fit_x), fit_y), Split(norm(val_x), val_y), Split(norm(test_x), test_y),
-                spec.num_classes)
+def _standardisation(fit_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of the training split, shape (1, C, 1, 1) each."""
+    return fit_x.mean(dim=(0, 2, 3), keepdim=True), fit_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+
+
+@functools.lru_cache(maxsize=SHIFTED_SETS)
+def _shifted_cpu(spec: DatasetSpec, data_root: str | None, corruption: str, severity: int, seed: int) -> Split:
+    train_x, train_y, test_x, test_y = _raw(spec, data_root)
+    # The raw images in [0, 1]: digits and CIFAR are; synthetic images are mapped by the smallest
+    # and largest value of the generated set (an affine map, which standardisation undoes).
+    low, span = (0.0, 1.0) if spec.name != "synthetic" else (
+        min(train_x.min(), test_x.min()).item(), (max(train_x.max(), test_x.max()) - min(train_x.min(), test_x.min())).item())
+    unit = ((test_x - low) / span).clamp(0.0, 1.0)  # the clamp removes rounding only
+    shifted = low + span * corrupt(unit, corruption, severity, seed=seed)
+    mean, std = _standardisation(train_x[_fit_and_validation(spec, len(train_y))[0]])
+    return Split(((shifted - mean) / std).contiguous(), test_y)
+
+
+def shifted_test(spec: DatasetSpec, corruption: str, severity: int, data_root: str | None = None,
+                 device: torch.device | str = "cpu", seed: int = SHIFT_SEED) -> Split:
+    """The test split under a corruption (harness.corruptions), standardised like :func:`load`'s.
+
+    The corruption applies to the raw images in [0, 1] (digits: pixel / 16; CIFAR: / 255;
+    synthetic: mapped affinely by the generated set's range), before standardisation with the
+    training split's statistics. One corrupted test set per (corruption, severity, seed): every
+    run and every model is evaluated on the same one, as on CIFAR-10-C.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+    corruption : str
+        A name of :data:`harness.corruptions.SEVERITIES`.
+    severity : int in 1..5
+    data_root : str or None
+    device : torch.device or str
+    seed : int
+        Seed of the corruption's noise.
+
+    Returns
+    -------
+    Split
+        x : (N, C, H, W) standardised; y : (N,), the clean test labels.
+    """
+    return _shifted_cpu(spec, None if data_root is None else str(data_root), corruption, severity, seed).to(device)
 
 
 def _select_classes(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:

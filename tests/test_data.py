@@ -112,3 +112,28 @@ def test_a_class_selection_keeps_those_classes_relabelled_in_order():
 def test_cifar_class_selection(cifar10_root):
     d = data.load(DatasetSpec("cifar10", 32, n_val=4, classes=(3, 5)), data_root=cifar10_root["root"])
     assert d.num_classes == 2 and set(d.test.y.tolist()) <= {0, 1}
+
+
+def test_shifted_test_corrupts_the_raw_images_and_standardises_them_like_load():
+    spec = DatasetSpec("digits", 8, n_val=200)
+    clean = data.load(spec)
+    shifted = data.shifted_test(spec, "contrast", 5)
+    assert torch.equal(shifted.y, clean.test.y)
+    # Contrast 0.15 shrinks each image's deviations from its mean by 0.15 (digits are in [0, 1]
+    # already, so nothing clips), and standardisation is affine: the same holds after it.
+    assert shifted.x.shape == clean.test.x.shape
+    mean = clean.test.x.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(shifted.x - mean, 0.15 * (clean.test.x - mean), atol=1e-5)
+    # one fixed draw per corruption, severity and seed
+    assert torch.equal(data.shifted_test(spec, "gaussian_noise", 2).x, data.shifted_test(spec, "gaussian_noise", 2).x)
+    assert not torch.equal(data.shifted_test(spec, "gaussian_noise", 2, seed=1).x,
+                           data.shifted_test(spec, "gaussian_noise", 2).x)
+
+
+def test_shifted_synthetic_images_are_mapped_to_the_unit_range_first():
+    spec = DatasetSpec("synthetic", 16, n_train=600, n_test=100, n_val=100)
+    clean, shifted = data.load(spec), data.shifted_test(spec, "gaussian_noise", 5)
+    noise = shifted.x - clean.test.x
+    assert 0.05 < noise.std().item() < 5  # visible, not destroying
+    with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+        data.shifted_test(spec, "fog", 1)
