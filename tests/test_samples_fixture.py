@@ -150,3 +150,49 @@ def test_sample_predictions_computes_once_and_stores_the_samples(session, pytest
         assert all(name.endswith(".safetensors") for name in names)
         for sampler in SAMPLERS:
             assert len(list(folder.glob(f"samples-{sampler}-*.safetensors"))) == 1
+
+
+SHIFTED_TESTS = '''
+import torch
+
+from harness import data, settings
+from harness.training import model_at, predict_proba
+
+SETTING = "digits-mlp"
+FIRST = {}
+
+
+def test_shifted_predictions_of_every_model_kind(trained_runs, shifted_predictions):
+    runs = trained_runs(SETTING)
+    out = shifted_predictions(SETTING, runs, "gaussian_noise", 3)
+    spec = settings.get(SETTING)
+    shifted = data.shifted_test(spec.dataset, "gaussian_noise", 3)
+    n_test, window = len(shifted.y), len(spec.recipe.window_epochs)
+    assert [len(v) for v in out.values()] == [4, 4, 4, 4]
+    assert out["late"][0].shape == (window, n_test, 10) and out["subspace"][0].shape == (8, n_test, 10)
+    # the final model, and the last late checkpoint, are the run's final weights on the shifted set
+    want = predict_proba(model_at(spec, runs[0], spec.recipe.epochs), shifted.x)
+    torch.testing.assert_close(out["final"][0], want, rtol=0, atol=1e-6)
+    assert torch.equal(out["late"][0][-1], out["final"][0])
+    assert not torch.equal(out["final"][0], runs[0].eval_probs[-1])  # not the clean test set
+    FIRST.update(out)
+
+
+def test_second_call_is_served_from_the_store(trained_runs, shifted_predictions, monkeypatch):
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("predicted again instead of reading the store")
+
+    monkeypatch.setattr("fixtures.samples.predict_states", no_prediction)
+    out = shifted_predictions(SETTING, trained_runs(SETTING), "gaussian_noise", 3)
+    for key in FIRST:
+        for got, want in zip(out[key], FIRST[key], strict=True):
+            assert torch.equal(got, want), key
+'''
+
+
+def test_shifted_predictions_computes_once_per_corruption_and_severity(session, pytester, tmp_path):
+    pytester.makepyfile(test_shifted=SHIFTED_TESTS)
+    result = session("--seeds", str(MIN_SEEDS), "--device", "cpu")
+    result.assert_outcomes(passed=2)
+    folder = tmp_path / "runs" / settings.get(SMOKE).cache_key() / "derived" / "seed=0"
+    assert len(list(folder.glob("shifted-gaussian_noise-3-*.safetensors"))) == 1
