@@ -195,7 +195,8 @@ def a3_evidence(outputs: np.ndarray, ece: np.ndarray, twins: np.ndarray, odd: np
     names = ("odd model's alpha-trimming level minus its group's largest ordinary one",
              "odd models' ECE, at least the seeds' smallest", "odd models' ECE, at most the seeds' largest")
     if len(twins) < MIN_TWINS:
-        criteria = tuple(Criterion(name, math.nan, threshold, direction, (math.nan, math.nan), level)
+        short = f" (undecided: {len(twins)} of {n} seeds have a temperature twin, {MIN_TWINS} needed)"
+        criteria = tuple(Criterion(name + short, math.nan, threshold, direction, (math.nan, math.nan), level)
                          for name, threshold, direction in zip(names, (A3_SEPARATION_MIN, ece.min(), ece.max()),
                                                                (">", ">=", "<=")))
     else:
