@@ -28,8 +28,12 @@ lock and looks again before computing, so concurrent processes compute each file
 
 Verification
 ------------
-A file that does not parse, or whose stored parameters differ from the request (a hash collision
-or an edited file), is recomputed with a :class:`~harness.cachefiles.CorruptRunWarning`.
+Like a run's files, a derived file carries the sha256 of its tensors (names, dtypes, shapes and
+bytes) in its metadata. A file that does not parse, whose stored parameters differ from the
+request (a hash collision or an edited file), or whose tensors no longer match their sha256 (a
+flipped byte) is moved to ``.corrupt/`` beside it and recomputed with a
+:class:`~harness.cachefiles.CorruptRunWarning`. A file written before derived files carried a
+digest is recomputed without a warning.
 """
 
 from __future__ import annotations
@@ -92,19 +96,38 @@ def discard(root: Path, key: str, seed: int) -> None:
     shutil.rmtree(_seed_dir(root, key, seed), ignore_errors=True)
 
 
+class _Unverified(InvalidEntry):
+    """A file written before derived files carried a digest: recomputed, not corrupt."""
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors in name order: each name, dtype, shape and raw bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _read(file: Path, expected_params: str) -> dict[str, torch.Tensor]:
-    """The tensors of a derived file; :class:`InvalidEntry` if it is absent, does not parse, or
-    holds other parameters."""
+    """The tensors of a derived file; :class:`InvalidEntry` if it is absent, does not parse, holds
+    other parameters, or its tensors do not match their stored sha256."""
     try:
         with safetensors.safe_open(file, "pt") as f:
-            stored = (f.metadata() or {}).get("params")
+            metadata = f.metadata() or {}
     except FileNotFoundError:
         raise InvalidEntry("absent") from None
     except (safetensors.SafetensorError, OSError) as err:
         raise InvalidEntry(f"does not parse as safetensors: {err}") from None
-    if stored != expected_params:
+    if metadata.get("params") != expected_params:
         raise InvalidEntry("its stored parameters differ from the request (hash collision or edited file)")
-    return load_tensor_file(file)
+    if "sha256" not in metadata:
+        raise _Unverified("written without a digest")
+    tensors = load_tensor_file(file)
+    if tensors_digest(tensors) != metadata["sha256"]:
+        raise InvalidEntry("its tensors do not match their stored sha256 (a changed byte)")
+    return tensors
 
 
 def get_or_compute(root: Path, locks: Locks, setting: Setting, seed: int, name: str, params: dict,
@@ -145,15 +168,21 @@ def get_or_compute(root: Path, locks: Locks, setting: Setting, seed: int, name: 
     with locks(file):
         try:
             return _read(file, expected)  # computed by another process while we waited
+        except _Unverified:
+            pass
         except InvalidEntry as err:
             if file.exists():  # judged under the lock: a good file a writer just put there stays
-                warnings.warn(f"derived file {file}: {err}; recomputing it", CorruptRunWarning, stacklevel=3)
+                aside = file.parent / ".corrupt" / f"{file.name}-{secrets.token_hex(4)}"
+                aside.parent.mkdir(exist_ok=True)
+                os.replace(file, aside)
+                warnings.warn(f"derived file {file}: {err}; moved to {aside}, recomputing it", CorruptRunWarning,
+                              stacklevel=3)
         for stale in file.parent.glob(f".tmp-{file.name}-*"):  # left by a crash (we hold the lock)
             stale.unlink(missing_ok=True)
         tensors = {k: storable(v) for k, v in compute().items()}
         tmp = file.with_name(f".tmp-{file.name}-{os.getpid()}-{secrets.token_hex(4)}")
         try:
-            write_tensor_file(tensors, tmp, metadata={"params": expected})
+            write_tensor_file(tensors, tmp, metadata={"params": expected, "sha256": tensors_digest(tensors)})
             os.replace(tmp, file)
         finally:
             tmp.unlink(missing_ok=True)

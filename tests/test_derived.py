@@ -190,6 +190,37 @@ def test_get_or_compute_recomputes_a_file_that_does_not_parse(store: RunStore, d
     assert compute.calls == 2
 
 
+def test_a_flipped_byte_is_detected_set_aside_and_recomputed(store: RunStore) -> None:
+    compute = CountingCompute()
+    store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
+    path = store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # inside the last tensor's bytes: the file still parses, its params still match
+    path.write_bytes(bytes(data))
+
+    with pytest.warns(CorruptRunWarning, match="do not match their stored sha256.*moved to .*corrupt.*recomputing"):
+        tensors = store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
+    assert compute.calls == 2
+    assert_tensors_equal(tensors, derived_tensors())
+    assert len(list((path.parent / ".corrupt").iterdir())) == 1
+
+
+def test_a_file_without_a_digest_is_recomputed_quietly(store: RunStore) -> None:
+    from safetensors.torch import save_file
+
+    from harness.derived import _params_json
+
+    path = store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS)
+    path.parent.mkdir(parents=True)
+    save_file({"probs": torch.zeros(2, 2)}, path, metadata={"params": _params_json(DERIVED_PARAMS)})
+    compute = CountingCompute()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_tensors_equal(store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute),
+                             derived_tensors())
+    assert compute.calls == 1
+
+
 @pytest.mark.parametrize("metadata", [{"params": "other"}, None], ids=["other-params", "no-metadata"])
 def test_get_or_compute_recomputes_a_file_with_other_stored_params(store: RunStore, metadata) -> None:
     from safetensors.torch import save_file

@@ -1,0 +1,279 @@
+"""Fill the run store: train every missing run of some settings, in this process or across a Ray cluster.
+
+Runs are independent, so they spread over processes, GPUs and machines. Each run is written into
+the shared store by whoever trains it, with the store's atomic write and per-run lock
+(harness.store.RunStore): two sweeps asking for the same run train it once, and ``pytest claims/``
+then reads the store.
+
+Examples
+--------
+.. code-block:: console
+
+    $ python -m harness.sweep digits-mlp synthetic16-cnn --seeds 0-9
+    $ python -m harness.sweep synthetic32-resnet20 --seeds 0-9 --executor ray --ray-address auto \\
+          --runs-dir=/shared/runs --device cuda
+
+>>> parse_seeds(["0-3,7", "10"])
+(0, 1, 2, 3, 7, 10)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness import settings as settings_lib
+from harness.settings import Setting
+from harness.store import RunStore
+from harness.training import train
+
+__all__ = ["EXECUTORS", "Job", "Outcome", "check_runs_dir", "missing_jobs", "parse_seeds", "run_local", "run_ray",
+           "sweep", "train_job"]
+
+EXECUTORS = ("local", "ray")
+RAY_INSTALL = "pip install -c constraints.txt -e '.[ray]'"
+# A worker that dies (node lost, out of memory, killed) has its run trained again this many times.
+RAY_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to train: a setting (the object itself, so that workers need no registry) and a seed."""
+
+    setting: Setting
+    seed: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a job.
+
+    Attributes
+    ----------
+    status : {"trained", "cached", "failed"}
+    seconds : float
+        Wall time of the job where it ran (0 for cached runs).
+    accuracy : float or None
+        Final test accuracy of the run.
+    where : str
+        Host and process that trained it.
+    error : str
+        The failure, ``"Type: message"`` ("" unless failed).
+    """
+
+    setting: str
+    seed: int
+    status: str
+    seconds: float = 0.0
+    accuracy: float | None = None
+    where: str = ""
+    error: str = ""
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        head = f"{self.setting} seed={self.seed}"
+        if self.status == "failed":
+            return f"{head}: FAILED on {self.where}: {self.error}"
+        return f"{head}: {self.status} in {self.seconds:.1f}s on {self.where}, test acc {self.accuracy:.3f}"
+
+
+def parse_seeds(texts: Sequence[str] | str) -> tuple[int, ...]:
+    """Seeds from ranges and lists: ``"0-9"``, ``"0,3,5"``, ``["0-3", "10"]``; sorted, without repeats.
+
+    Raises
+    ------
+    ValueError
+        For anything else (naming the bad part), or no seeds at all.
+    """
+    seeds = set()
+    for text in [texts] if isinstance(texts, str) else texts:
+        for part in str(text).replace(" ", "").split(","):
+            if not part:
+                continue
+            low, sep, high = part.partition("-")
+            if not (low.isdigit() and (not sep or high.isdigit())) or (sep and int(high) < int(low)):
+                raise ValueError(f"seeds: {part!r} is not a seed (7), a range (0-9) or a comma-separated list of them")
+            seeds.update(range(int(low), int(high if sep else low) + 1))
+    if not seeds:
+        raise ValueError("seeds: none given; e.g. --seeds 0-9")
+    return tuple(sorted(seeds))
+
+
+def check_runs_dir(runs_dir: str | os.PathLike) -> Path:
+    """Create ``runs_dir`` if needed and check that it can be written; one clear error naming it otherwise.
+
+    Raises
+    ------
+    ValueError
+        When the folder cannot be created or written (or is a file).
+    """
+    folder = Path(runs_dir).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check-{socket.gethostname()}-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"the run store {str(folder)!r} cannot be created or written ({err.strerror or err}); "
+                         "give --runs-dir=DIR a folder you can write") from None
+    return folder
+
+
+def missing_jobs(store: RunStore, jobs: Iterable[Job]) -> tuple[list[Outcome], list[Job]]:
+    """Split ``jobs`` into the runs already in ``store`` (as cached outcomes) and those to train."""
+    cached, missing = [], []
+    for job in jobs:
+        run = store.load(job.setting, job.seed)
+        if run is None:
+            missing.append(job)
+        else:
+            cached.append(Outcome(job.setting.name, job.seed, "cached", accuracy=float(run.eval_acc[-1]), where="store"))
+    return cached, missing
+
+
+def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | None = None,
+              threads: int | None = None) -> Outcome:
+    """Train ``job`` into the store at ``runs_dir`` (or find it there): what a worker runs.
+
+    ``threads`` sets torch's CPU thread count while training: float reductions, and so the run's
+    bits, depend on it, and a Ray worker starts with one thread per CPU it was given. Never raises:
+    a failure (a diverged run, bad data, a store this worker cannot see) is returned as a failed
+    :class:`Outcome` naming it, so that it does not stop the other jobs.
+    """
+    where = f"{socket.gethostname()} (pid {os.getpid()})"
+    start = time.perf_counter()
+    if not Path(runs_dir).is_dir():
+        return Outcome(job.setting.name, job.seed, "failed", where=where,
+                       error=f"the run store {runs_dir!r} does not exist on {socket.gethostname()}: every worker needs "
+                             "the same shared folder at the same path")
+    trained = []
+
+    def train_fn(*args, **kwargs):  # called only by the one process that holds the run's lock and misses
+        trained.append(True)
+        return train(*args, **kwargs)
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads or previous)
+        run = RunStore(runs_dir, train_fn=train_fn).get_or_train(job.setting, [job.seed], device=device,
+                                                                 data_root=data_root)[0]
+        status = "trained" if trained else "cached"
+    except Exception as err:  # reported per run; the sweep goes on
+        return Outcome(job.setting.name, job.seed, "failed", time.perf_counter() - start, where=where,
+                       error=f"{type(err).__name__}: {err}")
+    finally:
+        torch.set_num_threads(previous)
+    return Outcome(job.setting.name, job.seed, status, time.perf_counter() - start, float(run.eval_acc[-1]), where)
+
+
+def run_local(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
+    """Train ``jobs`` one after another in this process."""
+    for job in jobs:
+        yield train_job(job, runs_dir, device, data_root)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit(f"--executor ray needs Ray, an optional extra: {RAY_INSTALL}") from None
+    return ray
+
+
+def run_ray(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root: str | None = None, *,
+            address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float | None = None,
+            task: Callable[..., Outcome] = train_job) -> Iterator[Outcome]:
+    """Train ``jobs`` as Ray tasks, one per run, yielding outcomes as they finish.
+
+    Connects to the cluster at ``address`` (or ``RAY_ADDRESS``); without either, starts a local
+    cluster and shuts it down at the end. Each task asks for ``gpus_per_run`` GPUs (default: 1 when
+    ``device`` is CUDA, else 0) and ``cpus_per_run`` CPUs, trains with this process's torch thread
+    count (so that a run is bitwise the one trained here; ask for as many CPUs per run to avoid
+    oversubscribing them), and is retried up to :data:`RAY_RETRIES` times when its worker dies.
+    ``task`` is what each runs (:func:`train_job`).
+    """
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, logging_level="ERROR",
+                 log_to_driver=False)
+    try:
+        gpus = gpus_per_run if gpus_per_run is not None else (1.0 if str(device).startswith("cuda") else 0.0)
+        remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus, max_retries=RAY_RETRIES)(task)
+        threads = torch.get_num_threads()
+        pending = {remote.remote(job, runs_dir, device, data_root, threads): job for job in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            try:
+                yield ray.get(done[0])
+            except Exception as err:  # the task died more often than it may be retried
+                yield Outcome(job.setting.name, job.seed, "failed", where="ray", error=f"{type(err).__name__}: {err}")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def sweep(jobs: Sequence[Job], runs_dir: str, *, executor: str = "local", device: str = "auto",
+          data_root: str | None = None, print_fn: Callable[[str], None] = print, **ray_options) -> list[Outcome]:
+    """Train every missing run of ``jobs`` into ``runs_dir``; print a line per run and a summary.
+
+    Returns
+    -------
+    list of Outcome
+        Cached ones first, then in the order the runs finished.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r} is invalid: expected one of {EXECUTORS}")
+    runs_dir = str(check_runs_dir(runs_dir))
+    cached, missing = missing_jobs(RunStore(runs_dir), jobs)
+    print_fn(f"[sweep] {len(jobs)} runs: {len(cached)} already in {runs_dir}, {len(missing)} to train ({executor})")
+    outcomes = list(cached)
+    run = run_local if executor == "local" else run_ray
+    for outcome in run(missing, runs_dir, device, data_root, **ray_options):
+        print_fn(f"[sweep] {outcome.line()}")
+        outcomes.append(outcome)
+    failed = [o for o in outcomes if o.status == "failed"]
+    trained = sum(o.status == "trained" for o in outcomes)
+    print_fn(f"[sweep] trained {trained}, already cached {len(outcomes) - trained - len(failed)}, failed {len(failed)}")
+    for o in failed:
+        print_fn(f"[sweep]   failed: {o.setting} seed={o.seed}: {o.error}")
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("settings", nargs="+", metavar="SETTING", help="registered setting names")
+    parser.add_argument("--seeds", nargs="+", required=True, help="seeds: 0-49, 0,3,5 or several of them")
+    parser.add_argument("--runs-dir", default=os.environ.get("ENSEMBLE_CLAIMS_RUNS_DIR", "runs"),
+                        help="the run store (default: $ENSEMBLE_CLAIMS_RUNS_DIR, else runs/)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: $RAY_ADDRESS, else a "
+                                                           "local one)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0)
+    parser.add_argument("--gpus-per-run", type=float, default=None, help="default: 1 on CUDA, else 0")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", default=os.environ.get("ENSEMBLE_CLAIMS_DATA_ROOT"))
+    args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+        jobs = [Job(settings_lib.get(name), seed) for name in args.settings for seed in seeds]
+        ray_options = {} if args.executor == "local" else {
+            "address": args.ray_address, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run}
+        outcomes = sweep(jobs, args.runs_dir, executor=args.executor, device=args.device, data_root=args.data_root,
+                         **ray_options)
+    except (ValueError, KeyError) as err:
+        parser.error(str(err.args[0]) if err.args else str(err))
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
