@@ -189,15 +189,16 @@ def _ray():
 
 
 def run_ray(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root: str | None = None, *,
-            address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float | None = None,
+            address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float | None = None,
             task: Callable[..., Outcome] = train_job) -> Iterator[Outcome]:
     """Train ``jobs`` as Ray tasks, one per run, yielding outcomes as they finish.
 
     Connects to the cluster at ``address`` (or ``RAY_ADDRESS``); without either, starts a local
-    cluster and shuts it down at the end. Each task asks for ``gpus_per_run`` GPUs (default: 1 when
-    ``device`` is CUDA, else 0) and ``cpus_per_run`` CPUs, trains with this process's torch thread
-    count (so that a run is bitwise the one trained here; ask for as many CPUs per run to avoid
-    oversubscribing them), and is retried up to :data:`RAY_RETRIES` times when its worker dies.
+    cluster and shuts it down at the end. Each task trains with this process's torch thread count T,
+    so that a run is bitwise the one trained here (float reductions depend on T), asks for
+    ``cpus_per_run`` CPUs (default T: two runs of T threads on T cores run 4x slower than one after
+    the other, measured) and ``gpus_per_run`` GPUs (default: 1 when ``device`` is CUDA, else 0), and
+    is retried up to :data:`RAY_RETRIES` times when its worker dies.
     ``task`` is what each runs (:func:`train_job`).
     """
     ray = _ray()
@@ -207,8 +208,9 @@ def run_ray(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root:
                  log_to_driver=False)
     try:
         gpus = gpus_per_run if gpus_per_run is not None else (1.0 if str(device).startswith("cuda") else 0.0)
-        remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus, max_retries=RAY_RETRIES)(task)
         threads = torch.get_num_threads()
+        cpus = float(threads) if cpus_per_run is None else cpus_per_run
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_RETRIES)(task)
         pending = {remote.remote(job, runs_dir, device, data_root, threads): job for job in jobs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -258,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
     parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: $RAY_ADDRESS, else a "
                                                            "local one)")
-    parser.add_argument("--cpus-per-run", type=float, default=1.0)
+    parser.add_argument("--cpus-per-run", type=float, default=None,
+                        help="default: torch's thread count here (set OMP_NUM_THREADS=1 for one CPU per run)")
     parser.add_argument("--gpus-per-run", type=float, default=None, help="default: 1 on CUDA, else 0")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=os.environ.get("ENSEMBLE_CLAIMS_DATA_ROOT"))
