@@ -254,7 +254,9 @@ def sweep(jobs: Sequence[Job], runs_dir: str, *, executor: str = "local", device
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("settings", nargs="+", metavar="SETTING", help="registered setting names")
-    parser.add_argument("--seeds", nargs="+", required=True, help="seeds: 0-49, 0,3,5 or several of them")
+    parser.add_argument("--seeds", nargs="+", required=True,
+                        help="seeds: 0-49, 0,3,5 or several of them; 'all': each setting's 0..max_seeds-1, every run "
+                             "its claims can ask for")
     parser.add_argument("--runs-dir", default=os.environ.get("ENSEMBLE_CLAIMS_RUNS_DIR", "runs"),
                         help="the run store (default: $ENSEMBLE_CLAIMS_RUNS_DIR, else runs/)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
@@ -267,8 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", default=os.environ.get("ENSEMBLE_CLAIMS_DATA_ROOT"))
     args = parser.parse_args(argv)
     try:
-        seeds = parse_seeds(args.seeds)
-        jobs = [Job(settings_lib.get(name), seed) for name in args.settings for seed in seeds]
+        chosen = [settings_lib.get(name) for name in args.settings]
+        seeds = None if args.seeds == ["all"] else parse_seeds(args.seeds)
+        jobs = [Job(s, seed) for s in chosen for seed in (range(s.max_seeds) if seeds is None else seeds)]
         ray_options = {} if args.executor == "local" else {
             "address": args.ray_address, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run}
         outcomes = sweep(jobs, args.runs_dir, executor=args.executor, device=args.device, data_root=args.data_root,

@@ -55,6 +55,14 @@ def test_the_command_line_trains_what_is_missing_then_finds_it_cached(tmp_path, 
     assert "[sweep] 2 runs: 2 already in" in capsys.readouterr().out
 
 
+def test_seeds_all_are_each_settings_seeds_up_to_its_cap(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr("harness.sweep.sweep", lambda jobs, *args, **kwargs: asked.extend(jobs) or [])
+    assert main(["digits-mlp", "synthetic16-cnn", "--seeds", "all", f"--runs-dir={tmp_path}"]) == 0
+    for name in ("digits-mlp", "synthetic16-cnn"):
+        assert [j.seed for j in asked if j.setting.name == name] == list(range(settings.get(name).max_seeds))
+
+
 def test_a_failing_run_is_reported_the_others_land_and_the_exit_status_is_1(tmp_path, capsys):
     runs = tmp_path / "runs"
     status = main(["cifar10-smallcnn", "digits-mlp", "--seeds", "0", f"--runs-dir={runs}",
