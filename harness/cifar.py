@@ -272,6 +272,8 @@ def _read_dict(path: Path, required: tuple[bytes, ...]) -> dict:
             raise ValueError(f"{path} is not a complete pickle: {err}") from err
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a dict, got {_describe(obj)}")
+    # Files re-pickled under Python 3 have str keys: read them as the originals' bytes keys.
+    obj = {key.encode("utf-8") if isinstance(key, str) else key: value for key, value in obj.items()}
     missing = [key for key in required if key not in obj]
     if missing:
         raise ValueError(
@@ -309,10 +311,10 @@ def _read_batch(path: Path, layout: _Layout, num_classes: int) -> tuple[np.ndarr
 def _read_class_names(path: Path, layout: _Layout) -> tuple[str, ...]:
     names = _read_dict(path, (layout.names_key,))[layout.names_key]
     if not (isinstance(names, list) and len(names) == layout.num_classes
-            and all(isinstance(n, bytes) for n in names)):
+            and all(isinstance(n, (bytes, str)) for n in names)):
         raise ValueError(f"{path}: expected {layout.names_key!r} to be a list of "
-                         f"{layout.num_classes} bytes names, got {_describe(names)}")
-    return tuple(n.decode("utf-8") for n in names)
+                         f"{layout.num_classes} names (bytes or str), got {_describe(names)}")
+    return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
 
 
 def _stack(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:

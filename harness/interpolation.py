@@ -121,12 +121,14 @@ def recompute_batchnorm_stats_(model: nn.Module, x: torch.Tensor, batch_size: in
         layer.momentum = None
         layer.train()
     device = _device(model)
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            model(x[start:start + batch_size].to(device))
-    for layer, momentum in zip(layers, momenta, strict=True):
-        layer.momentum = momentum
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                model(x[start:start + batch_size].to(device))
+    finally:  # a forward pass that raises must not leave the layers in train mode without momentum
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+        model.train(was_training)
     return model
 
 

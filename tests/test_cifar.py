@@ -176,8 +176,21 @@ def test_malformed_batch_names_file_expected_and_got(cifar10_root, changes, patt
 def test_wrong_number_of_class_names(cifar10_root):
     rewrite(cifar10_root["folder"], "batches.meta", label_names=[b"a", b"b"])
     with pytest.raises(ValueError, match=r"batches\.meta: expected b'label_names' to be a list of "
-                                         r"10 bytes names, got a list of 2 items"):
+                                         r"10 names \(bytes or str\), got a list of 2 items"):
         cifar.load_cifar(cifar10_root["root"])
+
+def test_files_re_pickled_under_python_3_with_str_keys_and_names(cifar10_root):
+    expected = cifar.load_cifar(cifar10_root["root"])
+    for path in cifar10_root["folder"].iterdir():
+        with path.open("rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+        obj = {key.decode(): [n.decode() for n in value] if key == b"label_names" else value
+               for key, value in obj.items()}
+        write_pickle(path, obj)
+    again = cifar.load_cifar(cifar10_root["root"])
+    assert torch.equal(again.train_x, expected.train_x) and torch.equal(again.test_y, expected.test_y)
+    assert again.classes == expected.classes
+
 
 def test_cifar100_label_range_is_100(cifar100_root):
     rewrite(cifar100_root["folder"], "test", fine_labels=[100] * CIFAR100_TEST)

@@ -116,3 +116,11 @@ def test_interpolation_validates_its_inputs(kwargs, message):
     call = {"data": Split(torch.randn(4, 64), torch.zeros(4, dtype=torch.int64)), **kwargs}
     with pytest.raises(ValueError, match=message):
         interpolation.interpolation_barrier(a, b, **call)
+
+
+def test_a_failing_forward_pass_leaves_the_batchnorm_layers_as_they_were():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, momentum=0.3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    model.eval()
+    with pytest.raises(RuntimeError):
+        interpolation.recompute_batchnorm_stats_(model, torch.randn(5, 1, 8, 8))  # 1 channel, not 3
+    assert model[1].momentum == 0.3 and not model.training and not model[1].training
