@@ -133,8 +133,9 @@ def train(
     data_root : str, optional
         Where CIFAR lives, when ``data`` is None.
     progress : callable, optional
-        Receives one line per finished run (time, accuracy), and a line per epoch while an epoch
-        line has not been printed for :data:`PROGRESS_EVERY_S` seconds.
+        Receives one line per finished run (time, accuracy) and, for a run that the first epoch
+        says will take longer than :data:`PROGRESS_EVERY_S` seconds, a line per epoch with the
+        estimated time left.
 
     Returns
     -------
@@ -172,7 +173,6 @@ def train(
                                    dtype=torch.float64, device=device)
         window_steps = () if recipe.window is None else recipe.window.steps(len(batch_sizes))
         window = []
-        last_line = time.perf_counter()
         for epoch in range(1, recipe.epochs + 1):
             # ---- learning-rate schedule: halve every `lr_halving_every` epochs (official) ----
             for group in optimizer.param_groups:
@@ -211,11 +211,13 @@ def train(
             if epoch in saved:
                 weights[epoch] = _snapshot(model)
             eval_seconds += time.perf_counter() - t_eval
-            if progress is not None and time.perf_counter() - last_line > PROGRESS_EVERY_S:
+            elapsed = time.perf_counter() - t_start
+            if epoch == 1:  # a run estimated to take longer than PROGRESS_EVERY_S reports every epoch
+                verbose = progress is not None and elapsed * recipe.epochs > PROGRESS_EVERY_S
+            if verbose and epoch < recipe.epochs:
                 acc = (probs[-1].argmax(1) == data.test.y.cpu()).double().mean().item()
-                progress(f"{setting.name} seed={seed} epoch {epoch}/{recipe.epochs}: "
-                         f"loss {mean_loss:.3f}, test acc {acc:.3f}")
-                last_line = time.perf_counter()
+                progress(f"{setting.name} seed={seed} epoch {epoch}/{recipe.epochs}: loss {mean_loss:.3f}, "
+                         f"test acc {acc:.3f}, ~{elapsed / epoch * (recipe.epochs - epoch):.0f}s left")
 
     total = time.perf_counter() - t_start
     run = Run(
@@ -255,7 +257,7 @@ def model_at(setting: Setting, run: Run, epoch: int) -> torch.nn.Module:
     return model.eval()
 
 
-PROGRESS_EVERY_S = 10.0
+PROGRESS_EVERY_S = 10.0  # runs estimated to take longer print a line per epoch
 EVAL_BATCH = 4096  # large batches: evaluation is a fixed cost every epoch
 
 

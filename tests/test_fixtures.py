@@ -183,3 +183,11 @@ def test_setting_params_mark_tiers():
     assert "synthetic16-binary-mlp" not in {p.id for p in setting_params(("smoke",), claim="T1")}
     assert [m.name for m in params["digits-mlp"].marks] == ["smoke"]
     assert [m.name for m in params["cifar10-smallcnn"].marks] == ["gpu"]
+
+
+def test_disk_estimate_counts_the_kept_weights_and_window_snapshots():
+    from fixtures.runs import disk_estimate
+
+    line = disk_estimate(settings.get("digits-mlp"), 10)  # 8,970 parameters x (17 epochs + 12 snapshots) x 4 B
+    assert line == ("digits-mlp: 10 runs to train, ~1.0 MB each (17 saved epochs and 12 window snapshots of 8,970 "
+                    "parameters), ~0.01 GB in all")

@@ -136,6 +136,16 @@ def test_progress_reports_each_finished_run():
     assert lines[0].startswith("digits-mlp seed=2: 3 epochs in ") and "test acc 0." in lines[0]
 
 
+def test_a_run_estimated_to_be_long_reports_every_epoch_with_the_time_left(monkeypatch):
+    monkeypatch.setattr("harness.training.PROGRESS_EVERY_S", 0.0)  # every run counts as long
+    lines = []
+    train(SHORT, 2, device="cpu", progress=lines.append)
+    epochs = SHORT.recipe.epochs
+    assert len(lines) == epochs  # epochs 1..E-1, then the finished run
+    for epoch, line in enumerate(lines[:-1], start=1):
+        assert line.startswith(f"digits-mlp seed=2 epoch {epoch}/{epochs}: loss ") and line.endswith("s left")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"seed": -1}, r"seed=-1 is invalid: expected an int >= 0"),
     ({"seed": 0, "init_seed": 1.5}, r"init_seed=1.5 is invalid"),
