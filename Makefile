@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python >= 3.11 on PATH as python3):
 #   make claims   smoke claims + verdict table + report folder (reports/out/<UTC time>/, reports/out/latest)
-#   make test     the default test suite (unit, property and smoke-claim tests)
+#   make test     the default test suite (unit, property and smoke-claim tests), then the gpu tier's dry run
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	touch $@
 
+# The default suite, then the gpu tier's dry run on the CPU (every gpu setting shrunk, same code
+# paths, nothing judged; the cifar10 settings on a fake CIFAR-10 folder).
+DRY_RUN_DATA := build/fake-cifar
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/python tests/fake_cifar.py $(DRY_RUN_DATA) --per-batch 500
+	$(BIN)/python -m pytest claims/ -m gpu --dry-run --device cpu --data-root=$(DRY_RUN_DATA) -p no:cacheprovider
 
 claims: $(STAMP)
 	@mkdir -p $(REPORT_DIR)

@@ -174,13 +174,15 @@ def plane_figure(points: dict[str, tuple[np.ndarray, np.ndarray]], acc_ind: np.n
     grid = np.linspace(1 / num_classes, reference, 41)
     off = ~np.eye(len(acc_ind), dtype=bool)
     series = [figspec.series(sampler, a, v, group=sampler) for sampler, (a, v) in points.items()]
-    series += [
-        figspec.series("independent runs", np.broadcast_to(acc_ind[:, None], nd_ind.shape)[off], nd_ind[off]),
-        figspec.series("model: perturbed reference", grid,
-                       diversity_lower_model(grid, reference, num_classes) / (1 - grid), style="line"),
-        figspec.series("model: independent errors", grid,
-                       diversity_upper_model(grid, reference, num_classes) / (1 - grid), style="line"),
-    ]
+    series.append(
+        figspec.series("independent runs", np.broadcast_to(acc_ind[:, None], nd_ind.shape)[off], nd_ind[off]))
+    if reference > 1 / num_classes:  # the model curves exist for a reference above chance only
+        series += [
+            figspec.series("model: perturbed reference", grid,
+                           diversity_lower_model(grid, reference, num_classes) / (1 - grid), style="line"),
+            figspec.series("model: independent errors", grid,
+                           diversity_upper_model(grid, reference, num_classes) / (1 - grid), style="line"),
+        ]
     return figspec.xy("Diversity vs accuracy of subspace samples", series, "test accuracy",
                       "normalised diversity d / (1 - acc)",
                       note=f"band: within {S2_ACCURACY_BAND:.0%} of the independent runs' mean accuracy "

@@ -120,6 +120,9 @@ def _raw(spec: DatasetSpec, data_root: str | None) -> tuple[torch.Tensor, torch.
     if spec.classes is not None:
         train_x, train_y = _select_classes(train_x, train_y, spec.classes)
         test_x, test_y = _select_classes(test_x, test_y, spec.classes)
+    if spec.limit is not None:
+        (n_train, n_test) = spec.limit
+        train_x, train_y, test_x, test_y = train_x[:n_train], train_y[:n_train], test_x[:n_test], test_y[:n_test]
     return train_x, train_y, test_x, test_y
 
 

@@ -43,6 +43,8 @@ _CHUNK_ELEMENTS = 1 << 24
 # Ensemble size K by tier: CLAIMS.md's "at least 5 runs in the smoke tier, 10 in the gpu tier" ([WB]'s
 # curve reaches 10). A decision over K-subsets needs K + 1 seeds (the jackknife leaves one out).
 ENSEMBLE_SIZE = {"smoke": 5, "slow": 5, "gpu": 10}
+# A dry run's ensembles (harness.settings.dry_run): K + 1 = harness.stats.MIN_SEEDS seeds suffice.
+DRY_RUN_ENSEMBLE = 3
 
 
 def _check_combiner(combiner: object, trim: object) -> None:
@@ -246,5 +248,7 @@ def subset_metrics(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.n
 
 
 def ensemble_size(setting: str) -> int:
-    """K, the ensemble size of the tier of the registered setting ``setting``."""
-    return ENSEMBLE_SIZE[settings.get(setting).tier]
+    """K, the ensemble size of the tier of the registered setting ``setting`` (:data:`DRY_RUN_ENSEMBLE` at
+    most in a dry run)."""
+    spec = settings.get(setting)
+    return min(ENSEMBLE_SIZE[spec.tier], DRY_RUN_ENSEMBLE) if spec.dry_run else ENSEMBLE_SIZE[spec.tier]

@@ -41,7 +41,7 @@ TIERS = ("smoke", "slow", "gpu")
 MIN_WINDOW_SNAPSHOTS = 10
 
 # DatasetSpec fields that enter Setting.cache_key only when not None (see Setting.spec).
-_KEYED_WHEN_SET = ("classes",)
+_KEYED_WHEN_SET = ("classes", "limit")
 
 # Classes per dataset; the synthetic generator is CIFAR-10-shaped.
 NUM_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
@@ -79,6 +79,9 @@ class DatasetSpec:
     classes : tuple of int or None
         Keep only these classes (at least two, distinct), relabelled 0, 1, ... in this order: a
         two-class task as [Banerjee]'s. None keeps every class.
+    limit : (int, int) or None
+        Keep the first this many training (validation included) and test images, after the class
+        selection (a dry run's data). None keeps them all.
     """
 
     name: str
@@ -88,6 +91,7 @@ class DatasetSpec:
     n_val: int = 500
     generator_seed: int = 0
     classes: tuple[int, ...] | None = None
+    limit: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         _check_choice("DatasetSpec", "name", self.name, DATASETS)
@@ -109,6 +113,12 @@ class DatasetSpec:
                     and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < total for c in self.classes)):
                 _fail("DatasetSpec", "classes", self.classes,
                       f"None or a tuple of at least two distinct class indices in 0..{total - 1}")
+
+        if self.limit is not None and not (
+                isinstance(self.limit, tuple) and len(self.limit) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in self.limit)
+                and self.limit[0] > self.n_val and self.limit[1] >= 1):
+            _fail("DatasetSpec", "limit", self.limit, f"None or (n_train > n_val={self.n_val}, n_test >= 1)")
 
     @property
     def num_classes(self) -> int:
@@ -301,6 +311,9 @@ class Setting:
         The claims (catalog ids) this setting serves; None: every claim. A setting made for
         some claims (the two-class task of the seed-variability claims) is not parametrised
         into the others.
+    dry_run : bool
+        A shrunk copy for a pre-flight run of the code paths (:func:`dry_run`): its verdicts
+        judge nothing.
     """
 
     name: str
@@ -312,6 +325,7 @@ class Setting:
     max_seeds: int = 20
     description: str = field(default="", compare=False)
     claims: tuple[str, ...] | None = None
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -429,8 +443,37 @@ _register(Setting("cifar10-catdog-smallcnn", "gpu", DatasetSpec("cifar10", 32, c
                   claims=_SEED_VARIABILITY))
 
 
+# A dry run (pytest --dry-run) shrinks every setting to a pre-flight of its code paths: the same
+# architecture, data set (class selection included) and recipe shape, on DRY_RUN_DATA images, for
+# DRY_RUN_EPOCHS epochs halved every epoch with a window of DRY_RUN_WINDOW snapshots in the last,
+# batches of DRY_RUN_BATCH (enough steps per epoch for the window), and one look at the fewest
+# seeds a claim needs (harness.stats.MIN_SEEDS; ensembles of harness.ensembles.DRY_RUN_ENSEMBLE).
+DRY_RUN_DATA = (200, 100)  # training (validation included) and test images
+DRY_RUN_VAL = 50
+DRY_RUN_EPOCHS = 3  # T2's trend needs three checkpoints after the initialisation
+DRY_RUN_BATCH = 16  # 150 training images: 10 steps an epoch, one per window snapshot
+DRY_RUN_WINDOW = Window(epochs=1, per_epoch=10)
+_DRY_RUN = {"on": False}
+
+
+def dry_run(setting: Setting) -> Setting:
+    """The dry-run copy of ``setting`` (see :data:`DRY_RUN_DATA`): its own cache key, ``dry_run=True``."""
+    ds = setting.dataset
+    sizes = (dict(n_train=DRY_RUN_DATA[0], n_test=DRY_RUN_DATA[1]) if ds.name == "synthetic" and ds.classes is None
+             else dict(limit=DRY_RUN_DATA))
+    recipe = dataclasses.replace(setting.recipe, epochs=DRY_RUN_EPOCHS, lr_halving_every=1, batch_size=DRY_RUN_BATCH,
+                                 weight_epochs="all", window=DRY_RUN_WINDOW)
+    return setting.replace(dataset=dataclasses.replace(ds, n_val=DRY_RUN_VAL, **sizes), recipe=recipe,
+                           n_seeds=MIN_SEEDS, max_seeds=MIN_SEEDS, dry_run=True)
+
+
+def set_dry_run(on: bool) -> None:
+    """Make :func:`get` return every setting's :func:`dry_run` copy (pytest --dry-run), or stop."""
+    _DRY_RUN["on"] = bool(on)
+
+
 def get(name: str) -> Setting:
-    """The registered setting called ``name``.
+    """The registered setting called ``name`` (its :func:`dry_run` copy while :func:`set_dry_run` is on).
 
     Raises
     ------
@@ -438,9 +481,10 @@ def get(name: str) -> Setting:
         For an unknown name; the message lists the known ones.
     """
     try:
-        return _REGISTRY[name]
+        setting = _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown setting {name!r}; known settings: {', '.join(sorted(_REGISTRY))}") from None
+    return dry_run(setting) if _DRY_RUN["on"] else setting
 
 
 def names(tier: str | None = None) -> tuple[str, ...]:

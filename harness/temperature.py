@@ -63,7 +63,7 @@ def mirror_temperature(logits: object, labels: object, temperatures=TEMPERATURES
     from 1 (upward for T* >= 1) until ECE(T) first reaches ECE(1); of that temperature and the
     one before it, the one whose ECE is closer to ECE(1) (so the twin's ECE is not biased above
     its model's). None when no grid temperature reaches it: an underconfident model whose ECE
-    exceeds its error rate (the ECE as T -> 0) has no twin. A model already calibrated at T = 1
+    exceeds its error rate (the ECE as T -> 0) has no twin, nor has one whose T* is the grid's end. A model already calibrated at T = 1
     gets a neighbouring grid temperature, a twin hardly different from itself.
 
     Parameters
@@ -81,8 +81,6 @@ def mirror_temperature(logits: object, labels: object, temperatures=TEMPERATURES
     t_star = calibrating_temperature(z, labels, grid)
     target = expected_calibration_error(torch.softmax(z, dim=1), labels)
     beyond = grid[grid > t_star] if t_star >= 1 else grid[grid < t_star][::-1]
-    if beyond.size == 0:
-        raise ValueError(f"the calibrating temperature {t_star:g} is the grid's end: widen the grid")
     gaps = []
     for t in beyond:
         gaps.append(expected_calibration_error(torch.softmax(z / t, dim=1), labels) - target)

@@ -12,9 +12,12 @@ TABLE_HEADER = ("claim", "setting", "statistic", "verdict", "seeds", "test")
 
 
 def verdict_label(evidence: dict) -> str:
-    """The evidence's verdict; ``"refuted (finding)"`` when a declared finding expected it, and
-    ``"... (undecidable)"`` where a finding declares the claim undecidable in that setting."""
+    """The evidence's verdict; ``"refuted (finding)"`` when a declared finding expected it,
+    ``"... (undecidable)"`` where a finding declares the claim undecidable in that setting, and
+    ``"... (dry run)"`` for a dry run's."""
     outcome, expected = evidence["outcome"], (evidence.get("finding") or {}).get("expected")
+    if evidence.get("dry_run"):
+        return f"{outcome} (dry run)"
     if expected == UNDECIDABLE:
         return f"{outcome} (undecidable)"
     return f"{outcome} (finding)" if expected == outcome else outcome

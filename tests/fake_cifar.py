@@ -1,11 +1,13 @@
 """Fake CIFAR trees in the exact on-disk format of the official "python version" archives.
 
 Protocol-2 pickles, bytes keys, uint8 (n, 3072) rows of R, G, B planes, as torchvision's layout
-expects. Used by the fixtures in ``tests/conftest.py``.
+expects. Used by the fixtures in ``tests/conftest.py``, and by ``make test``'s dry run of the gpu
+tier: ``python tests/fake_cifar.py DIR --per-batch 500`` writes ``DIR/cifar-10-batches-py``.
 """
 
 from __future__ import annotations
 
+import argparse
 import pickle
 from pathlib import Path
 
@@ -36,15 +38,16 @@ def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, 256, size=(n, ROW), dtype=np.uint8)
 
 
-def write_cifar10(tmp_path: Path) -> dict:
-    """A fake CIFAR-10 tree; returns the root and the rows and labels written per file."""
+def write_cifar10(tmp_path: Path, per_batch: int = PER_BATCH) -> dict:
+    """A fake CIFAR-10 tree of ``per_batch`` images per file; returns the root and the rows and labels
+    written per file."""
     rng = np.random.default_rng(0)
     folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for b, name in enumerate(CIFAR10_TRAIN_FILES + ["test_batch"]):
-        rows = random_rows(rng, PER_BATCH)
-        labels = [(b * PER_BATCH + i) % 10 for i in range(PER_BATCH)]
+        rows = random_rows(rng, per_batch)
+        labels = [(b * per_batch + i) % 10 for i in range(per_batch)]
         if name in ("data_batch_1", "test_batch"):
             rows[0] = file_row(*known_image())
         written[name] = (rows, labels)
@@ -52,11 +55,11 @@ def write_cifar10(tmp_path: Path) -> dict:
             b"batch_label": f"fake {name}".encode(),
             b"labels": labels,
             b"data": rows,
-            b"filenames": [f"img_{i}.png".encode() for i in range(PER_BATCH)],
+            b"filenames": [f"img_{i}.png".encode() for i in range(per_batch)],
         })
     names = [f"class{k}".encode() for k in range(10)]
     write_pickle(folder / "batches.meta",
-                 {b"num_cases_per_batch": PER_BATCH, b"label_names": names, b"num_vis": ROW})
+                 {b"num_cases_per_batch": per_batch, b"label_names": names, b"num_vis": ROW})
     return {"root": tmp_path, "folder": folder, "written": written}
 
 
@@ -82,3 +85,12 @@ def write_cifar100(tmp_path: Path) -> dict:
         b"coarse_label_names": [f"coarse{k}".encode() for k in range(20)],
     })
     return {"root": tmp_path, "folder": folder, "written": written}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="write a fake CIFAR-10 folder (random images) for dry runs")
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--per-batch", type=int, default=PER_BATCH)
+    args = parser.parse_args()
+    write_cifar10(args.root, args.per_batch)
+    print(f"fake CIFAR-10: {args.root / 'cifar-10-batches-py'} ({args.per_batch} images per batch)")

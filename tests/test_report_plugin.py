@@ -350,3 +350,9 @@ def test_verdict_rows_show_the_three_verdicts_a_finding_and_the_looks():
     assert [row[3:] for row in table.verdict_rows(records)] == [
         ("reproduces", "5→10", "passed"), ("refuted", "5", "failed"), ("inconclusive", "5→10→20", "failed"),
         ("refuted (finding)", "5", "xfailed"), ("reproduces", "5", "failed"), ("-", "-", "skipped")]
+
+
+def test_a_dry_runs_verdict_says_so_whatever_the_findings():
+    evidence = {"outcome": "refuted", "finding": {"expected": "undecidable", "why": "-"}, "dry_run": True}
+    assert table.verdict_label(evidence) == "refuted (dry run)"
+    assert table.verdict_label({**evidence, "dry_run": False}) == "refuted (undecidable)"

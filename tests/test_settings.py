@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from harness import settings
 from harness.settings import MIN_WINDOW_SNAPSHOTS, DatasetSpec, ModelSpec, Recipe, Setting, Window
@@ -120,3 +121,37 @@ def test_cache_key_ignores_name_tier_seeds_and_tracks_the_spec():
     assert "classes" not in s.spec()["dataset"]
     keys = {settings.get(n).cache_key() for n in settings.names()}
     assert len(keys) == len(settings.names())
+
+
+@pytest.mark.parametrize("name", settings.names("gpu"))
+def test_dry_run_copies_shrink_data_epochs_and_seeds_and_keep_the_architecture(name):
+    full = settings.get(name)
+    dry = settings.dry_run(full)
+    assert dry.dry_run and dry.model == full.model and dry.dataset.name == full.dataset.name
+    assert dry.dataset.classes == full.dataset.classes
+    assert dry.recipe.epochs == settings.DRY_RUN_EPOCHS and dry.recipe.window_epochs == (dry.recipe.epochs,)
+    assert dry.n_seeds == dry.max_seeds == settings.MIN_SEEDS
+    assert dry.cache_key() != full.cache_key()  # its own store key
+    # enough optimisation steps in an epoch for the window's snapshots
+    n_fit = settings.DRY_RUN_DATA[0] - settings.DRY_RUN_VAL
+    assert -(-n_fit // dry.recipe.batch_size) >= dry.recipe.window.per_epoch
+
+
+def test_dry_run_mode_makes_get_return_the_copies():
+    try:
+        settings.set_dry_run(True)
+        assert settings.get("cifar10-resnet20") == settings.dry_run(settings._REGISTRY["cifar10-resnet20"])
+    finally:
+        settings.set_dry_run(False)
+    assert not settings.get("cifar10-resnet20").dry_run
+
+
+def test_a_limit_keeps_the_first_images():
+    from harness import data
+
+    full = data.load(DatasetSpec("digits", 8, n_val=100))
+    small = data.load(DatasetSpec("digits", 8, n_val=50, limit=(300, 80)))
+    assert (len(small.train), len(small.val), len(small.test)) == (250, 50, 80)
+    assert torch.equal(small.test.y, full.test.y[:80])
+    with pytest.raises(ValueError, match=r"DatasetSpec.limit=\(40, 10\) is invalid"):
+        DatasetSpec("digits", 8, n_val=50, limit=(40, 10))

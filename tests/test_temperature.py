@@ -69,3 +69,12 @@ def test_without_a_crossing_there_is_no_twin():
 def test_bad_input_is_a_value_error(logits, grid, message):
     with pytest.raises(ValueError, match=message):
         mirror_temperature(logits, torch.zeros(len(logits), dtype=torch.long), grid)
+
+
+def test_a_model_calibrated_at_the_grid_end_has_no_twin():
+    # A near-chance model (as a dry run's): the least-NLL temperature is the grid's largest.
+    z = 5 * torch.randn(200, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.randint(0, 10, (200,), generator=torch.Generator().manual_seed(1))
+    grid = (0.5, 1.0, 2.0)
+    assert calibrating_temperature(z, y, grid) == 2.0
+    assert mirror_temperature(z, y, grid) is None
