@@ -93,7 +93,8 @@ def p3_evidence(stats: dict, within: np.ndarray, setting: str, seeds: tuple[int,
                                P3_GAIN_MIN, ">", level=level),
             bootstrap_criterion(
                 f"disagreement with the aligned run minus {I2_CROSS_OVER_WITHIN_MIN} x late within-run disagreement",
-                lambda idx: resampled_pairwise_mean(cross, idx) - I2_CROSS_OVER_WITHIN_MIN * resampled_mean(within, idx),
+                lambda idx: (resampled_pairwise_mean(cross, idx)
+                             - I2_CROSS_OVER_WITHIN_MIN * resampled_mean(within, idx)),
                 len(within), P3_GAIN_MIN, ">", level=level, limits=DISAGREEMENT_DIFFERENCE, min_distinct=3),
         ),
         details={key: pairwise_mean(stats[key]) for key in

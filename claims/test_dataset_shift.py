@@ -33,6 +33,7 @@ import pytest
 import torch
 
 from fixtures.runs import setting_params
+from fixtures.samples import SHIFT_SAMPLER, n_samples
 from harness import figspec
 from harness import settings as settings_lib
 from harness.catalog import CATALOG, X1_CORRUPTIONS, X1_GAIN_MIN
@@ -41,8 +42,10 @@ from harness.ensembles import ensemble_size, subset_metrics
 from harness.evidence import REFUTED, Criterion, Evidence, mean_criterion, subset_criterion
 from harness.scoring import brier_score_loss
 from harness.stats import CONFIDENCE, seed_subsets
+from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES
 from harness.training import Run, seeds_of
 
+# [HD19]'s severities (harness.corruptions.SEVERITIES holds one constant per level).
 SEVERITY_LEVELS = (1, 2, 3, 4, 5)
 # [Fort]'s CIFAR-10-C figure, JS diversity at severities 1 and 5 (for the report's figure).
 FORT_JS = {"independent": {1: 0.273, 5: 0.377}, "trajectory": {1: 0.091, 5: 0.147}, "subspace": {1: 0.022, 5: 0.035}}
@@ -166,9 +169,6 @@ def _figures(stats: dict, clean: dict, k: int, m: int) -> list[dict]:
 
 def clean_predictions(setting: str, runs: list[Run], sample_predictions) -> dict:
     """The clean test set's ``final``, ``late`` and ``subspace`` predictions, as the shifted ones."""
-    from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES
-    from fixtures.samples import SHIFT_SAMPLER, n_samples
-
     window = list(settings_lib.get(setting).recipe.window_epochs)
     samples = sample_predictions(setting, runs, ENSEMBLE_SCALES, n_samples(setting, ENSEMBLE_SAMPLES))
     return {"final": torch.stack([r.eval_probs[-1] for r in runs]),

@@ -144,8 +144,10 @@ def _shifted_cpu(spec: DatasetSpec, data_root: str | None, corruption: str, seve
     train_x, train_y, test_x, test_y = _raw(spec, data_root)
     # The raw images in [0, 1]: digits and CIFAR are; synthetic images are mapped by the smallest
     # and largest value of the generated set (an affine map, which standardisation undoes).
-    low, span = (0.0, 1.0) if spec.name != "synthetic" else (
-        min(train_x.min(), test_x.min()).item(), (max(train_x.max(), test_x.max()) - min(train_x.min(), test_x.min())).item())
+    low, span = 0.0, 1.0
+    if spec.name == "synthetic":
+        low = min(train_x.min().item(), test_x.min().item())
+        span = max(train_x.max().item(), test_x.max().item()) - low
     unit = ((test_x - low) / span).clamp(0.0, 1.0)  # the clamp removes rounding only
     shifted = low + span * corrupt(unit, corruption, severity, seed=seed)
     mean, std = _standardisation(train_x[_fit_and_validation(spec, len(train_y))[0]])

@@ -135,7 +135,8 @@ def missing_jobs(store: RunStore, jobs: Iterable[Job]) -> tuple[list[Outcome], l
         if run is None:
             missing.append(job)
         else:
-            cached.append(Outcome(job.setting.name, job.seed, "cached", accuracy=float(run.eval_acc[-1]), where="store"))
+            cached.append(Outcome(job.setting.name, job.seed, "cached", accuracy=float(run.eval_acc[-1]),
+                                  where="store"))
     return cached, missing
 
 
@@ -174,7 +175,8 @@ def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | No
     return Outcome(job.setting.name, job.seed, status, time.perf_counter() - start, float(run.eval_acc[-1]), where)
 
 
-def run_local(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
+def run_local(jobs: Sequence[Job], runs_dir: str, device: str = "auto",
+              data_root: str | None = None) -> Iterator[Outcome]:
     """Train ``jobs`` one after another in this process."""
     for job in jobs:
         yield train_job(job, runs_dir, device, data_root)
