@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 import sys
 import time
@@ -118,7 +119,8 @@ def check_runs_dir(runs_dir: str | os.PathLike) -> Path:
     folder = Path(runs_dir).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-check-{socket.gethostname()}-{os.getpid()}"
+        # Unique per call: two sweeps of one process (threads) check the same folder at once.
+        probe = folder / f".write-check-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

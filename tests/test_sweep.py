@@ -134,16 +134,20 @@ def test_runs_trained_through_ray_are_bitwise_those_trained_in_process(ray_clust
 
 def test_two_concurrent_sweeps_train_each_run_once(ray_cluster, tmp_path):
     jobs = [Job(DIGITS, seed) for seed in range(4)]
-    results = []
+    results, errors = [], []
 
     def one_sweep():
-        results.append(sweep(jobs, str(tmp_path / "runs"), executor="ray", print_fn=lambda line: None))
+        try:
+            results.append(sweep(jobs, str(tmp_path / "runs"), executor="ray", print_fn=lambda line: None))
+        except Exception as err:  # a thread's exception would otherwise vanish
+            errors.append(err)
 
     threads = [threading.Thread(target=one_sweep) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not errors
     outcomes = [o for result in results for o in result]
     assert len(outcomes) == 8 and not any(o.status == "failed" for o in outcomes)
     trained = sorted(o.seed for o in outcomes if o.status == "trained")
