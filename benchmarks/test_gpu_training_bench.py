@@ -30,9 +30,8 @@ VARIANTS = ["fp32", "bf16-autocast", "channels-last"]
 def bare_loop(setting, data, variant: str) -> float:
     """Train one seed of ``setting`` on CUDA in ``variant``; return the final test accuracy."""
     torch.manual_seed(0)
-    channels, size, _ = data.input_shape
     memory = torch.channels_last if variant == "channels-last" else torch.contiguous_format
-    model = build(setting.model, channels, size, data.num_classes).cuda().to(memory_format=memory)
+    model = build(setting.model, data.input_shape, data.num_classes).cuda().to(memory_format=memory)
     train_x = data.train.x.contiguous(memory_format=memory)
     test_x = data.test.x.contiguous(memory_format=memory)
     optimizer = torch.optim.Adam(model.parameters(), lr=setting.recipe.lr)

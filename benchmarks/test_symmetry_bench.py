@@ -21,7 +21,7 @@ def test_weight_matching_medium_cnn(benchmark):
     pair = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        pair.append(build(MEDIUM_CNN, 3, 32, 10))
+        pair.append(build(MEDIUM_CNN, (3, 32, 32), 10))
     benchmark.group = "weight matching, MediumCNN (64,128,256,256), 3x32x32"
     result = benchmark.pedantic(matching.match_weights, args=tuple(pair), rounds=5, warmup_rounds=1)
     benchmark.extra_info["sweeps"] = result.sweeps

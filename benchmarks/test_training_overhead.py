@@ -22,8 +22,7 @@ SETTINGS = ["digits-mlp", "synthetic16-cnn"]
 
 def bare_loop(setting, data):
     torch.manual_seed(0)
-    channels, size, _ = data.input_shape
-    model = build(setting.model, channels, size, data.num_classes)
+    model = build(setting.model, data.input_shape, data.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=setting.recipe.lr)
     order = torch.Generator().manual_seed(0)
     n, bs = len(data.train), setting.recipe.batch_size

@@ -47,6 +47,8 @@ from harness.training import Run, seeds_of
 
 # [HD19]'s severities (harness.corruptions.SEVERITIES holds one constant per level).
 SEVERITY_LEVELS = (1, 2, 3, 4, 5)
+# A dry run checks the code paths on the first corruption at the trend's two ends only.
+DRY_RUN_SEVERITIES = (SEVERITY_LEVELS[0], SEVERITY_LEVELS[-1])
 # [Fort]'s CIFAR-10-C figure, JS diversity at severities 1 and 5 (for the report's figure).
 FORT_JS = {"independent": {1: 0.273, 5: 0.377}, "trajectory": {1: 0.091, 5: 0.147}, "subspace": {1: 0.022, 5: 0.035}}
 # Ranges of the statistics (not thresholds): a difference of Brier scores, of JS diversities (nats).
@@ -57,6 +59,18 @@ JS_DIFFERENCE = (-np.log(10.0), np.log(10.0))
 def trajectory_size(setting: str) -> int:
     """L, the late checkpoints of a run's trajectory (its window epochs), the member count of every JS."""
     return len(settings_lib.get(setting).recipe.window_epochs)
+
+
+def shift_grid(setting: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The corruptions and severities X1 evaluates ``setting`` on (fewer in a dry run)."""
+    if settings_lib.get(setting).dry_run:
+        return X1_CORRUPTIONS[:1], DRY_RUN_SEVERITIES
+    return X1_CORRUPTIONS, SEVERITY_LEVELS
+
+
+def _grid(stats: dict) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The corruptions (in order) and the sorted severities of the keys ``(c, s)`` of ``stats``."""
+    return tuple(dict.fromkeys(c for c, _ in stats)), tuple(sorted({s for _, s in stats}))
 
 
 def severity_statistics(preds: dict, labels: torch.Tensor, k: int, m: int) -> dict:
@@ -98,7 +112,8 @@ def x1_evidence(shifted: dict, clean: dict, labels: torch.Tensor, setting: str, 
                 level: float = CONFIDENCE) -> Evidence:
     """X1 on predictions per (corruption, severity) in ``shifted`` and on the clean test set ``clean``.
 
-    ``shifted[(c, s)]`` and ``clean`` hold the :func:`severity_statistics` inputs.
+    ``shifted[(c, s)]`` and ``clean`` hold the :func:`severity_statistics` inputs; every corruption
+    at the same severities (:func:`shift_grid`).
     """
     k, m = ensemble_size(setting), trajectory_size(setting)
     n = len(seeds)
@@ -106,8 +121,9 @@ def x1_evidence(shifted: dict, clean: dict, labels: torch.Tensor, setting: str, 
     stats = {key: severity_statistics(p, labels, k, m) for key, p in shifted.items()}
     clean_stats = severity_statistics(clean, labels, k, m)
     criteria = []
-    for c in X1_CORRUPTIONS:
-        for s in SEVERITY_LEVELS:
+    corruptions, severities = _grid(stats)
+    for c in corruptions:
+        for s in severities:
             st = stats[(c, s)]
             criteria += [
                 subset_criterion(f"{c} {s}: Brier of {k}-run ensembles minus their runs'", st["brier_gain"], k_subsets,
@@ -119,8 +135,8 @@ def x1_evidence(shifted: dict, clean: dict, labels: torch.Tensor, setting: str, 
                                st["js_trajectory"] - st["js_subspace"], X1_GAIN_MIN, ">", level=level,
                                limits=JS_DIFFERENCE),
             ]
-        criteria.append(trend_criterion(c, stats[(c, SEVERITY_LEVELS[0])], stats[(c, SEVERITY_LEVELS[-1])],
-                                        m_subsets, n, level))
+        criteria.append(trend_criterion(c, (severities[0], stats[(c, severities[0])]),
+                                        (severities[-1], stats[(c, severities[-1])]), m_subsets, n, level))
     return Evidence(
         claim="X1", setting=setting, source=CATALOG["X1"].citation, seeds=seeds, criteria=tuple(criteria),
         details={"ensemble_size": k, "js_members": m, "curves": _curves(stats, clean_stats),
@@ -128,10 +144,14 @@ def x1_evidence(shifted: dict, clean: dict, labels: torch.Tensor, setting: str, 
     )
 
 
-def trend_criterion(corruption: str, low: dict, high: dict, m_subsets: np.ndarray, n: int, level: float) -> Criterion:
-    """The JS of independent runs at the highest severity minus at the lowest, over M-subsets of the seeds."""
-    return subset_criterion(f"{corruption}: JS of independent runs, severity {SEVERITY_LEVELS[-1]} minus "
-                            f"{SEVERITY_LEVELS[0]}", high["js_independent"] - low["js_independent"], m_subsets, n,
+def trend_criterion(corruption: str, low: tuple[int, dict], high: tuple[int, dict], m_subsets: np.ndarray, n: int,
+                    level: float) -> Criterion:
+    """The JS of independent runs at the highest severity minus at the lowest, over M-subsets of the seeds.
+
+    ``low`` and ``high`` are (severity, :func:`severity_statistics`) pairs.
+    """
+    return subset_criterion(f"{corruption}: JS of independent runs, severity {high[0]} minus {low[0]}",
+                            high[1]["js_independent"] - low[1]["js_independent"], m_subsets, n,
                             X1_GAIN_MIN, ">", level=level, limits=JS_DIFFERENCE)
 
 
@@ -139,14 +159,16 @@ def _curves(stats: dict, clean: dict) -> dict:
     """Per corruption, the mean of each statistic at severity 0 (clean) to 5."""
     keys = ("single_accuracy", "ensemble_accuracy", "single_brier", "ensemble_brier", "js_independent",
             "js_trajectory", "js_subspace")
-    return {c: {key: [float(clean[key].mean())] + [float(stats[(c, s)][key].mean()) for s in SEVERITY_LEVELS]
-                for key in keys} for c in X1_CORRUPTIONS}
+    corruptions, severities = _grid(stats)
+    return {c: {key: [float(clean[key].mean())] + [float(stats[(c, s)][key].mean()) for s in severities]
+                for key in keys} for c in corruptions}
 
 
 def _figures(stats: dict, clean: dict, k: int, m: int) -> list[dict]:
-    curves, x = _curves(stats, clean), [0, *SEVERITY_LEVELS]
+    corruptions, severities = _grid(stats)
+    curves, x = _curves(stats, clean), [0, *severities]
     figures = []
-    for c in X1_CORRUPTIONS:
+    for c in corruptions:
         cv = curves[c]
         figures.append(figspec.xy(
             f"{c}: accuracy and Brier against severity",
@@ -177,8 +199,9 @@ def clean_predictions(setting: str, runs: list[Run], sample_predictions) -> dict
 
 def shifted(setting: str, runs: list[Run], shifted_predictions) -> dict:
     out = {}
-    for c in X1_CORRUPTIONS:
-        for s in SEVERITY_LEVELS:
+    corruptions, severities = shift_grid(setting)
+    for c in corruptions:
+        for s in severities:
             p = shifted_predictions(setting, runs, c, s)
             out[(c, s)] = {"final": torch.stack(p["final"]), "late": p["late"], "subspace": p["subspace"]}
     return out
@@ -218,5 +241,5 @@ def test_negative_control_x1_trend_on_clean_copies_is_refuted(setting, trained_r
     m, n = trajectory_size(setting), len(runs)
     final = torch.stack([r.eval_probs[-1] for r in runs])
     clean = {"js_independent": np.array([js_diversity(final[s]) for s in seed_subsets(n, m)])}
-    criterion = trend_criterion("severity-0 copies", clean, clean, seed_subsets(n, m), n, CONFIDENCE)
+    criterion = trend_criterion("severity-0 copies", (0, clean), (0, clean), seed_subsets(n, m), n, CONFIDENCE)
     assert criterion.outcome == REFUTED, f"the JS trend on clean copies is not refuted: {criterion.describe()}"

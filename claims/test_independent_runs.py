@@ -66,7 +66,7 @@ from harness.evidence import (
 )
 from harness.sequential import rivals
 from harness.stats import CONFIDENCE, pairwise_mean, resampled_mean, resampled_pairwise_mean
-from harness.symmetry import permutation_spec, permute, random_permutation
+from harness.symmetry import has_permutation_spec, permutation_spec, permute, random_permutation
 from harness.training import Run, final_probs, model_at, seeds_of
 from harness import figspec
 
@@ -108,13 +108,16 @@ def i1_evidence(runs: list[Run], setting: str, level: float = CONFIDENCE) -> Evi
     )
 
 
-def permutation_null(setting_name: str, runs: list[Run]) -> list[float]:
-    """cos(theta, pi(theta)) of each final solution and a random neuron permutation of itself."""
+def permutation_null(setting_name: str, runs: list[Run]) -> list[float] | None:
+    """cos(theta, pi(theta)) of each final solution and a random neuron permutation of itself; None for
+    a model without a permutation spec (a factory's)."""
     setting = settings_lib.get(setting_name)
     generator = torch.Generator().manual_seed(0)
     out = []
     for r in runs:
         model = model_at(setting, r, r.epochs[-1])
+        if not has_permutation_spec(model):
+            return None
         twin = permute(model, random_permutation(permutation_spec(model), generator))
         out.append(cosine_similarity(weight_vector(model), weight_vector(twin)))
     return out

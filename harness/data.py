@@ -8,6 +8,8 @@ Nothing is downloaded:
   function of ``generator_seed`` (see :func:`synthetic_images`).
 - ``cifar10`` / ``cifar100``: read from a local folder by :mod:`harness.cifar`; the validation
   split is the last ``n_val`` training images (official: 500).
+- your own, named by ``DatasetSpec.loader`` (:func:`harness.plugins.load_arrays`): split and
+  standardised as the built-in data, the validation split the last ``n_val`` training images.
 
 Images are standardised per channel with the training split's statistics.
 """
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.corruptions import corrupt
+from harness.plugins import load_arrays
 from harness.settings import DatasetSpec
 from harness.validation import check_int
 
@@ -105,7 +108,13 @@ def _load_cpu(spec: DatasetSpec, data_root: str | None) -> Data:
 
 def _raw(spec: DatasetSpec, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training (validation included) and test images before standardisation, and their labels."""
-    if spec.name == "digits":
+    if spec.loader is not None:
+        train_x, train_y, test_x, test_y = load_arrays(spec.loader, spec.loader_kwargs)
+        classes = int(train_y.max().item()) + 1
+        if spec.classes is not None and max(spec.classes) >= classes:
+            raise ValueError(f"DatasetSpec.classes={spec.classes!r} is invalid: the loaded data has classes "
+                             f"0..{classes - 1}")
+    elif spec.name == "digits":
         train_x, train_y, test_x, test_y = _digits()
     elif spec.name == "synthetic":
         x, y = synthetic_images(spec.n_train + spec.n_test, spec.image_size, spec.generator_seed)
@@ -142,10 +151,10 @@ def _standardisation(fit_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @functools.lru_cache(maxsize=SHIFTED_SETS)
 def _shifted_cpu(spec: DatasetSpec, data_root: str | None, corruption: str, severity: int, seed: int) -> Split:
     train_x, train_y, test_x, test_y = _raw(spec, data_root)
-    # The raw images in [0, 1]: digits and CIFAR are; synthetic images are mapped by the smallest
-    # and largest value of the generated set (an affine map, which standardisation undoes).
+    # The raw images in [0, 1]: digits and CIFAR are; synthetic and loaded images are mapped by the
+    # smallest and largest value of the set (an affine map, which standardisation undoes).
     low, span = 0.0, 1.0
-    if spec.name == "synthetic":
+    if spec.name == "synthetic" or spec.loader is not None:
         low = min(train_x.min().item(), test_x.min().item())
         span = max(train_x.max().item(), test_x.max().item()) - low
     unit = ((test_x - low) / span).clamp(0.0, 1.0)  # the clamp removes rounding only

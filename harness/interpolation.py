@@ -42,6 +42,17 @@ from harness.validation import check_int
 
 _BATCHNORM = nn.modules.batchnorm._BatchNorm
 
+# The statistics of a perturbed or interpolated BatchNorm network are recomputed on a fixed random
+# subset of BATCHNORM_IMAGES training images (BATCHNORM_SEED; all of them when there are fewer):
+# at paper scale the whole split is a forward pass over 49.5k images per sampled model, three
+# times the compute of training the tier's ten ResNets. The size is the smallest of 512 * 2^k whose
+# statistics change a sample's test predictions by at most BATCHNORM_TOLERANCE from those of the
+# whole split, measured by `python -m reports.batchnorm` on a ResNet20 (README, "BatchNorm
+# statistics").
+BATCHNORM_IMAGES = 4096
+BATCHNORM_SEED = 0
+BATCHNORM_TOLERANCE = 0.01  # fraction of test points; 1% of 10,000 is ~2 binomial s.e. of accuracy
+
 
 @dataclass(frozen=True)
 class Interpolation:
@@ -91,6 +102,30 @@ def _as_examples(data: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _device(model: nn.Module) -> torch.device:
     return next(chain(model.parameters(), model.buffers())).device
+
+
+def batchnorm_inputs(x: torch.Tensor, n: int | None = None, seed: int = BATCHNORM_SEED) -> torch.Tensor:
+    """The training inputs BatchNorm statistics are recomputed on: a fixed random subset of ``x``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, C, H, W)
+        The training split's inputs.
+    n : int, optional
+        Images kept (default :data:`BATCHNORM_IMAGES`); ``x`` itself when ``N <= n``.
+    seed : int
+        Seed of the permutation the first ``n`` images are taken from: every sample, run and
+        session uses the same subset.
+
+    Returns
+    -------
+    torch.Tensor, shape (min(n, N), C, H, W), on ``x``'s device
+    """
+    n = check_int("n", BATCHNORM_IMAGES if n is None else n, 1)
+    if len(x) <= n:
+        return x
+    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[keep.to(x.device)]
 
 
 def recompute_batchnorm_stats_(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> nn.Module:
@@ -156,7 +191,7 @@ def interpolation_barrier(model_a: nn.Module, model_b: nn.Module, data: object, 
     Evaluates the model with weights ``(1 - t) theta_a + t theta_b`` (``torch.lerp``: exact at
     t = 0 and t = 1, and exact everywhere when the two models are equal) for t in
     ``linspace(0, 1, n_points)``, in eval mode. For a model with BatchNorm the running statistics
-    are *recomputed on ``bn_data`` at every t, endpoints included* (see
+    are *recomputed on* :func:`batchnorm_inputs` *of ``bn_data`` at every t, endpoints included* (see
     :func:`recompute_batchnorm_stats_` and the module docstring): interpolating the stored
     statistics would evaluate the interpolated weights with statistics that belong to no
     network, and recomputing at the endpoints too keeps every point of the curve comparable.
@@ -200,7 +235,7 @@ def interpolation_barrier(model_a: nn.Module, model_b: nn.Module, data: object, 
                 "the models have BatchNorm: pass bn_data (training inputs, e.g. data.train) to recompute "
                 "the running statistics at each point of the interpolation"
             )
-        bn_x = _as_inputs(bn_data, "bn_data")
+        bn_x = batchnorm_inputs(_as_inputs(bn_data, "bn_data"))
 
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     work = copy.deepcopy(model_a)

@@ -384,7 +384,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def build(spec: ModelSpec, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+def build(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The model a :class:`~harness.settings.ModelSpec` describes, initialised as it says.
 
     Uses the global torch RNG: seed it (the run's ``init_seed``) before calling.
@@ -392,26 +392,38 @@ def build(spec: ModelSpec, in_channels: int, image_size: int, num_classes: int) 
     Parameters
     ----------
     spec : ModelSpec
-    in_channels : int
-        Channels C of the (N, C, image_size, image_size) input.
-    image_size : int
+        A built-in architecture, or a factory (:func:`harness.plugins.build_model`).
+    input_shape : tuple of int
+        (C, H, W) of one input; the built-in CNNs and ResNet take square images (H = W).
     num_classes : int
 
     Returns
     -------
     nn.Module
-        In train mode, on the CPU, float32, mapping (N, C, H, W) to logits (N, num_classes).
+        In train mode, on the CPU, float32, mapping (N, *input_shape) to logits (N, num_classes).
 
     Raises
     ------
     ValueError
-        For a spec that is not a ModelSpec, or sizes the architecture cannot take (see the
-        builders).
+        For a spec that is not a ModelSpec, sizes the architecture cannot take (see the
+        builders), or a factory that does not import, returns no module or the wrong output.
     """
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"build: spec={spec!r} is invalid: expected a harness.settings.ModelSpec")
-    check_int("build: in_channels", in_channels, 1)
-    check_int("build: image_size", image_size, 1)
+    if spec.factory is not None:
+        from harness.plugins import build_model
+
+        model = build_model(spec.factory, dict(spec.kwargs), tuple(input_shape), num_classes)
+        if spec.init == "torch":
+            return model
+        try:
+            return glorot_init_(model)
+        except TypeError as exc:
+            raise ValueError(f"{exc}; or keep the factory's own initialisation: ModelSpec(init='torch')") from exc
+    if not (isinstance(input_shape, tuple) and len(input_shape) == 3 and input_shape[1] == input_shape[2]):
+        raise ValueError(f"build: input_shape={input_shape!r} is invalid: {spec.name} takes square images (C, S, S)")
+    in_channels = check_int("build: in_channels", input_shape[0], 1)
+    image_size = check_int("build: image_size", input_shape[1], 1)
     if spec.name == "mlp":
         model = mlp(in_channels * image_size * image_size, spec.widths, num_classes, spec.dropout)
     elif spec.name in ("small_cnn", "medium_cnn"):

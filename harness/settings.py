@@ -21,8 +21,22 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Literal
 
+from harness.specs import (  # noqa: F401  (the specs are part of this module's interface)
+    DATASETS,
+    INITS,
+    MIN_WINDOW_SNAPSHOTS,
+    MODELS,
+    NORMS,
+    NUM_CLASSES,
+    DatasetSpec,
+    ModelSpec,
+    Recipe,
+    Window,
+    _check_choice,
+    _fail,
+)
+from harness import plugins
 from harness.stats import MIN_SEEDS
 from harness.validation import check_int
 
@@ -31,263 +45,12 @@ from harness.validation import check_int
 # 3: and their final-epoch test logits.
 STORE_VERSION = 3
 
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100")
-MODELS = ("mlp", "small_cnn", "medium_cnn", "resnet20")
-NORMS = ("batch", "group", "layer", "none")
-INITS = ("glorot", "torch")
 TIERS = ("smoke", "slow", "gpu")
-# The official code fits its Gaussians and weight average to 10 checkpoints (epochs 30-39 of 40);
-# a window of fewer snapshots estimates a per-coordinate spread from too few points.
-MIN_WINDOW_SNAPSHOTS = 10
 
-# DatasetSpec fields that enter Setting.cache_key only when not None (see Setting.spec).
-_KEYED_WHEN_SET = ("classes", "limit")
-
-# Classes per dataset; the synthetic generator is CIFAR-10-shaped.
-NUM_CLASSES = {"digits": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100}
-
-
-def _fail(owner: str, name: str, value: object, allowed: str) -> None:
-    raise ValueError(f"{owner}.{name}={value!r} is invalid: expected {allowed}")
-
-
-def _check_choice(owner: str, name: str, value: object, choices: tuple) -> None:
-    if value not in choices:
-        _fail(owner, name, value, f"one of {choices}")
-
-
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Which data, and how it is split.
-
-    Parameters
-    ----------
-    name : {"digits", "synthetic", "cifar10", "cifar100"}
-    image_size : int
-        Side of the square images. digits: 8; cifar: 32; synthetic: 16 or 32.
-    n_train, n_test : int or None
-        Synthetic only: examples generated for training (validation included) and test.
-        None for the fixed-size real data sets.
-        With ``classes``, the counts before the class selection.
-    n_val : int
-        Examples held out from the end of the (selected) training set for validation (official: 500).
-    generator_seed : int
-        Synthetic only: seed of the data *generator*, fixed per setting so every run sees the
-        same data set. It is not the run's data-order seed.
-    classes : tuple of int or None
-        Keep only these classes (at least two, distinct), relabelled 0, 1, ... in this order: a
-        two-class task as [Banerjee]'s. None keeps every class.
-    limit : (int, int) or None
-        Keep the first this many training (validation included) and test images, after the class
-        selection (a dry run's data). None keeps them all.
-    """
-
-    name: str
-    image_size: int
-    n_train: int | None = None
-    n_test: int | None = None
-    n_val: int = 500
-    generator_seed: int = 0
-    classes: tuple[int, ...] | None = None
-    limit: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        _check_choice("DatasetSpec", "name", self.name, DATASETS)
-        sizes = {"digits": (8,), "cifar10": (32,), "cifar100": (32,), "synthetic": (16, 32)}
-        _check_choice("DatasetSpec", "image_size", self.image_size, sizes[self.name])
-        check_int("DatasetSpec.n_val", self.n_val, 0)
-        check_int("DatasetSpec.generator_seed", self.generator_seed, 0)
-        if self.name == "synthetic":
-            check_int("DatasetSpec.n_train", self.n_train, self.n_val + 1)
-            check_int("DatasetSpec.n_test", self.n_test, 1)
-        else:
-            for attr in ("n_train", "n_test"):
-                if getattr(self, attr) is not None:
-                    _fail("DatasetSpec", attr, getattr(self, attr), f"None for the fixed-size {self.name!r} data set")
-        if self.classes is not None:
-            total = NUM_CLASSES[self.name]
-            if not (isinstance(self.classes, tuple) and len(self.classes) >= 2
-                    and len(set(self.classes)) == len(self.classes)
-                    and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < total for c in self.classes)):
-                _fail("DatasetSpec", "classes", self.classes,
-                      f"None or a tuple of at least two distinct class indices in 0..{total - 1}")
-
-        if self.limit is not None and not (
-                isinstance(self.limit, tuple) and len(self.limit) == 2
-                and all(isinstance(n, int) and not isinstance(n, bool) for n in self.limit)
-                and self.limit[0] > self.n_val and self.limit[1] >= 1):
-            _fail("DatasetSpec", "limit", self.limit, f"None or (n_train > n_val={self.n_val}, n_test >= 1)")
-
-    @property
-    def num_classes(self) -> int:
-        return NUM_CLASSES[self.name] if self.classes is None else len(self.classes)
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.name == "digits" else 3
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Architecture.
-
-    Parameters
-    ----------
-    name : {"mlp", "small_cnn", "medium_cnn", "resnet20"}
-    widths : tuple of int
-        Hidden units per layer (mlp), channels per conv (CNNs), or channels per stage (resnet20).
-    dropout : float
-        Dropout after each conv (official CNNs: 0.1) or hidden layer; 0 disables it.
-    norm : {"batch", "group", "layer", "none"}
-        resnet20 normalisation. The CNNs and the MLP have none, as in the official code.
-    init : {"glorot", "torch"}
-        "glorot": Glorot-uniform weights and zero biases (the official Keras default);
-        "torch": PyTorch's default initialisation.
-    """
-
-    name: str
-    widths: tuple[int, ...]
-    dropout: float = 0.0
-    norm: str = "none"
-    init: str = "glorot"
-
-    def __post_init__(self) -> None:
-        _check_choice("ModelSpec", "name", self.name, MODELS)
-        if not isinstance(self.widths, tuple) or not self.widths or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in self.widths
-        ):
-            _fail("ModelSpec", "widths", self.widths, "a non-empty tuple of positive ints")
-        if self.name == "resnet20" and len(self.widths) != 3:
-            _fail("ModelSpec", "widths", self.widths, "3 stage widths for resnet20, e.g. (16, 32, 64)")
-        if self.name in ("small_cnn", "medium_cnn") and len(self.widths) > 5:
-            _fail("ModelSpec", "widths", self.widths, "at most 5 conv layers (each halves the image)")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            _fail("ModelSpec", "dropout", self.dropout, "a float in [0, 1)")
-        if self.name == "resnet20" and self.dropout:
-            _fail("ModelSpec", "dropout", self.dropout, "0 for resnet20 (it has no dropout layers)")
-        _check_choice("ModelSpec", "norm", self.norm, NORMS)
-        if self.name != "resnet20" and self.norm != "none":
-            _fail("ModelSpec", "norm", self.norm, f"'none' for {self.name} (only resnet20 has normalisation)")
-        _check_choice("ModelSpec", "init", self.init, INITS)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The subspace window: the snapshots a run's Gaussians and weight average are fitted to.
-
-    The last ``epochs`` epochs of a recipe, all trained at one learning rate (after the recipe's
-    last halving), with ``per_epoch`` snapshots evenly spaced through each epoch's optimisation
-    steps, the last at the epoch's end. The official window is the checkpoints of (0-based) epochs
-    30-39 of 40 at the last rate: ``Window(epochs=10)`` of a 40-epoch recipe halved every 10.
-    Snapshots within an epoch stand in for epochs where a scale-down has few (SWAG collects its
-    moments once per epoch or more often).
-
-    Parameters
-    ----------
-    epochs : int
-        Epochs at the end of the recipe that the window covers.
-    per_epoch : int
-        Snapshots per window epoch; at most the epoch's number of steps (checked when training).
-    """
-
-    epochs: int
-    per_epoch: int = 1
-
-    def __post_init__(self) -> None:
-        check_int("Window.epochs", self.epochs, 1)
-        check_int("Window.per_epoch", self.per_epoch, 1)
-        if self.snapshots < MIN_WINDOW_SNAPSHOTS:
-            _fail("Window", "epochs x per_epoch", self.snapshots, f"at least {MIN_WINDOW_SNAPSHOTS} snapshots")
-
-    @property
-    def snapshots(self) -> int:
-        """Snapshots in the window, K = epochs x per_epoch."""
-        return self.epochs * self.per_epoch
-
-    def steps(self, steps_per_epoch: int) -> tuple[int, ...]:
-        """Within-epoch steps (1-based) after which a window epoch takes its snapshots.
-
-        Evenly spaced, the last after the epoch's last step: ``ceil(j s / per_epoch)`` for
-        ``j = 1..per_epoch`` with ``s`` steps per epoch.
-        """
-        if steps_per_epoch < self.per_epoch:
-            _fail("Window", "per_epoch", self.per_epoch,
-                  f"at most the {steps_per_epoch} optimisation steps of an epoch")
-        return tuple(-(-j * steps_per_epoch // self.per_epoch) for j in range(1, self.per_epoch + 1))
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: the official recipe is Adam, lr 1.6e-3 halved every 10 epochs, batch 128.
-
-    Parameters
-    ----------
-    epochs : int
-        Training epochs E; checkpoints are numbered 0 (initialisation) to E.
-    batch_size : int
-    lr : float
-        Adam learning rate.
-    lr_halving_every : int or None
-        Halve the learning rate every this many epochs; None keeps it constant.
-    weight_epochs : "all" or tuple of int
-        Epochs whose full weights are kept. Probabilities on the evaluation split are kept for
-        every epoch regardless; weights cost memory and disk, so large settings keep fewer.
-    window : Window or None
-        The subspace window (a run keeps its snapshots); it must lie in the constant-rate tail
-        after the last halving. None: the recipe has none, and the subspace claims refuse it.
-    """
-
-    epochs: int
-    batch_size: int = 128
-    lr: float = 1.6e-3
-    lr_halving_every: int | None = 10
-    weight_epochs: Literal["all"] | tuple[int, ...] = "all"
-    window: Window | None = None
-
-    def __post_init__(self) -> None:
-        check_int("Recipe.epochs", self.epochs, 1)
-        check_int("Recipe.batch_size", self.batch_size, 1)
-        if not (isinstance(self.lr, (int, float)) and 0.0 < self.lr < 1.0):
-            _fail("Recipe", "lr", self.lr, "a float in (0, 1)")
-        if self.lr_halving_every is not None:
-            check_int("Recipe.lr_halving_every", self.lr_halving_every, 1)
-        if self.weight_epochs != "all":
-            ok = isinstance(self.weight_epochs, tuple) and all(
-                isinstance(e, int) and 0 <= e <= self.epochs for e in self.weight_epochs
-            )
-            if not ok or list(self.weight_epochs) != sorted(set(self.weight_epochs)):
-                _fail("Recipe", "weight_epochs", self.weight_epochs,
-                      f"'all' or a sorted tuple of distinct epochs in 0..{self.epochs}")
-        if self.window is not None:
-            if not isinstance(self.window, Window):
-                _fail("Recipe", "window", self.window, "a Window or None")
-            if self.window.epochs > self.epochs:
-                _fail("Recipe", "window", self.window, f"at most the recipe's {self.epochs} epochs")
-            if self.halvings(self.window_epochs[0]) != self.halvings(self.epochs):
-                _fail("Recipe", "window", self.window,
-                      f"epochs after the last halving (epoch {self.epochs} trains at lr x "
-                      f"0.5^{self.halvings(self.epochs)}, epoch {self.window_epochs[0]} at lr x "
-                      f"0.5^{self.halvings(self.window_epochs[0])})")
-
-    def halvings(self, epoch: int) -> int:
-        """How often the learning rate has been halved when ``epoch`` (1-based) trains."""
-        return 0 if self.lr_halving_every is None else (epoch - 1) // self.lr_halving_every
-
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (1-based)."""
-        return self.lr * 0.5 ** self.halvings(epoch)
-
-    @property
-    def window_epochs(self) -> tuple[int, ...]:
-        """The epochs (1-based) the subspace window covers, in order; () without a window."""
-        return () if self.window is None else tuple(range(self.epochs - self.window.epochs + 1, self.epochs + 1))
-
-    @property
-    def saved_epochs(self) -> tuple[int, ...]:
-        """Epochs whose weights a run keeps, in order."""
-        return tuple(range(self.epochs + 1)) if self.weight_epochs == "all" else self.weight_epochs
+# Spec fields added after STORE_VERSION 3: they enter Setting.cache_key only when not at these
+# defaults, so that the runs of settings that do not use them keep their keys (see Setting.spec).
+_KEYED_WHEN_SET = {"dataset": {"classes": None, "limit": None, "loader": None, "loader_kwargs": ()},
+                   "model": {"factory": None, "kwargs": ()}}
 
 
 @dataclass(frozen=True)
@@ -338,18 +101,30 @@ class Setting:
         check_int("Setting.max_seeds", self.max_seeds, self.n_seeds)
 
     def spec(self) -> dict:
-        """The part of the setting that determines the runs (no name, tier or seeds)."""
-        dataset = dataclasses.asdict(self.dataset)
-        # Fields added after STORE_VERSION 3 enter the key only when set, so that the runs of
-        # settings that do not use them keep their keys.
-        for name in _KEYED_WHEN_SET:
-            if dataset[name] is None:
-                del dataset[name]
-        return {
-            "dataset": dataset,
-            "model": dataclasses.asdict(self.model),
-            "recipe": dataclasses.asdict(self.recipe),
-        }
+        """The part of the setting that determines the runs (no name, tier or seeds).
+
+        A loader's data enters as a fingerprint of the loaded arrays, a factory as the digest of
+        its module's source (:mod:`harness.plugins`): changed data or model code never reuses old
+        runs.
+
+        Raises
+        ------
+        ValueError
+            Naming the setting, when its loader or factory does not import or its data is invalid.
+        """
+        parts = {"dataset": dataclasses.asdict(self.dataset), "model": dataclasses.asdict(self.model)}
+        for part, defaults in _KEYED_WHEN_SET.items():
+            for name, default in defaults.items():
+                if parts[part][name] == default:
+                    del parts[part][name]
+        try:
+            if self.dataset.loader is not None:
+                parts["dataset"]["fingerprint"] = plugins.fingerprint(self.dataset.loader, self.dataset.loader_kwargs)
+            if self.model.factory is not None:
+                parts["model"]["source"] = plugins.source_digest(self.model.factory)
+        except ValueError as exc:
+            raise ValueError(f"setting {self.name!r}: {exc}") from exc
+        return {**parts, "recipe": dataclasses.asdict(self.recipe)}
 
     def serves(self, claim: str | None) -> bool:
         """Whether claim tests of ``claim`` run on this setting (``None``: a claim of every setting)."""
@@ -384,15 +159,37 @@ _PAPER_RECIPE = Recipe(epochs=40, window=Window(epochs=10))
 _REGISTRY: dict[str, Setting] = {}
 
 
-def _register(setting: Setting) -> None:
-    if setting.name in _REGISTRY:
-        raise ValueError(f"setting {setting.name!r} is registered twice")
+def register(setting: Setting) -> Setting:
+    """Add ``setting`` to the registry: claim tests parametrise over it by its tier.
+
+    Call it from a module given to ``pytest --settings-module`` (or from a conftest.py) so that it
+    runs before the claim tests are collected. Registering an equal setting again (a module
+    imported twice) changes nothing. Its factory and loader are checked when its runs are first
+    needed, with errors that name the setting.
+
+    Returns
+    -------
+    Setting
+        ``setting``, so that a module can keep it: ``MINE = register(Setting(...))``.
+
+    Raises
+    ------
+    ValueError
+        For something that is not a Setting, or a name that a different setting holds.
+    """
+    if not isinstance(setting, Setting):
+        raise ValueError(f"register: expected a harness.settings.Setting, got a {type(setting).__name__}")
+    known = _REGISTRY.get(setting.name)
+    if known is not None and known != setting:
+        raise ValueError(f"setting {setting.name!r} is already registered ({known.tier} tier, "
+                         f"{known.description or known.dataset.name}): choose another name")
     _REGISTRY[setting.name] = setting
+    return setting
 
 
 # The smoke window: the last phase's 4 epochs, 3 snapshots each (12 >= MIN_WINDOW_SNAPSHOTS).
 _SMOKE_WINDOW = Window(epochs=4, per_epoch=3)
-_register(Setting(
+register(Setting(
     "digits-mlp", "smoke",
     DatasetSpec("digits", 8, n_val=200),
     ModelSpec("mlp", (64, 64)),
@@ -400,7 +197,7 @@ _register(Setting(
     max_seeds=40,  # a run takes ~0.2 s on 2 CPU cores; past 40 seeds the pairwise bootstraps dominate
     description="scikit-learn digits (8x8), 2x64 MLP, 16 epochs",
 ))
-_register(Setting(
+register(Setting(
     "synthetic16-cnn", "smoke",
     DatasetSpec("synthetic", 16, n_train=3000, n_test=1000, n_val=500),
     ModelSpec("small_cnn", (16, 32, 32), dropout=0.1),
@@ -415,7 +212,7 @@ _register(Setting(
 # class selection: ~4,000 test examples, so that alpha_hat's bootstrap halves of ~2,000 resolve
 # distances above delta ~ 0.05 (at 10 classes' 1,000 test images, delta ~ 0.1).
 _SEED_VARIABILITY = ("A1", "A2", "A3")
-_register(Setting(
+register(Setting(
     "synthetic16-binary-mlp", "smoke",
     DatasetSpec("synthetic", 16, n_train=12_500, n_test=20_000, n_val=500, classes=(0, 1)),
     ModelSpec("mlp", (64, 64)),
@@ -428,11 +225,11 @@ for _data_name, _data in (
     ("cifar10", DatasetSpec("cifar10", 32)),
     ("synthetic32", DatasetSpec("synthetic", 32, n_train=50_000, n_test=10_000)),
 ):
-    _register(Setting(f"{_data_name}-smallcnn", "gpu", _data, _SMALL_CNN, _PAPER_RECIPE, n_seeds=10,
+    register(Setting(f"{_data_name}-smallcnn", "gpu", _data, _SMALL_CNN, _PAPER_RECIPE, n_seeds=10,
                       description=f"{_data_name}, SmallCNN (16,32,32), [WB]'s 40 epochs, official schedule"))
-    _register(Setting(f"{_data_name}-mediumcnn", "gpu", _data, _MEDIUM_CNN, _PAPER_RECIPE, n_seeds=10,
+    register(Setting(f"{_data_name}-mediumcnn", "gpu", _data, _MEDIUM_CNN, _PAPER_RECIPE, n_seeds=10,
                       description=f"{_data_name}, MediumCNN (64,128,256,256), official recipe, 40 epochs"))
-    _register(Setting(f"{_data_name}-resnet20", "gpu", _data, _RESNET20, _PAPER_RECIPE, n_seeds=10,
+    register(Setting(f"{_data_name}-resnet20", "gpu", _data, _RESNET20, _PAPER_RECIPE, n_seeds=10,
                       description=f"{_data_name}, ResNet20v1 (BatchNorm), Adam recipe, 40 epochs"))
 
 
@@ -442,7 +239,7 @@ for _data_name, _data in (
 # its second half, 2 snapshots an epoch (10 = MIN_WINDOW_SNAPSHOTS), as the official window is the
 # last quarter of MediumCNN's run. The name says 10ep: synthetic32-smallcnn is the gpu tier's
 # 40-epoch [WB] recipe.
-_register(Setting("synthetic32-smallcnn-10ep", "slow", DatasetSpec("synthetic", 32, n_train=50_000, n_test=10_000),
+register(Setting("synthetic32-smallcnn-10ep", "slow", DatasetSpec("synthetic", 32, n_train=50_000, n_test=10_000),
                   _SMALL_CNN, Recipe(epochs=10, lr_halving_every=None, window=Window(epochs=5, per_epoch=2)),
                   n_seeds=10, max_seeds=10,
                   description="synthetic32, SmallCNN (16,32,32), the official 10 epochs at a constant rate"))
@@ -450,7 +247,7 @@ _register(Setting("synthetic32-smallcnn-10ep", "slow", DatasetSpec("synthetic", 
 
 # The gpu twin: two CIFAR-10 classes, cat (3) and dog (5), the pair most often confused (our
 # choice: the authors' published files do not name theirs).
-_register(Setting("cifar10-catdog-smallcnn", "gpu", DatasetSpec("cifar10", 32, classes=(3, 5)), _SMALL_CNN,
+register(Setting("cifar10-catdog-smallcnn", "gpu", DatasetSpec("cifar10", 32, classes=(3, 5)), _SMALL_CNN,
                   _PAPER_RECIPE, n_seeds=10, description="cifar10 cat vs dog, SmallCNN (16,32,32), 40 epochs",
                   claims=_SEED_VARIABILITY))
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.interpolation import recompute_batchnorm_stats_
+from harness.interpolation import batchnorm_inputs, recompute_batchnorm_stats_
 from harness.settings import Setting
 from harness.training import EVAL_BATCH, Run, model_at, predict_proba
 from harness.validation import check_int
@@ -351,8 +351,8 @@ def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[M
     """Softmax probabilities of many weight vectors of ``run``'s architecture, in eval mode.
 
     One model (``run``'s final epoch, on ``device``) is loaded with each state in turn. For models
-    with BatchNorm the running statistics of every state are recomputed on ``train_x`` after the
-    perturbation (:func:`harness.interpolation.recompute_batchnorm_stats_`): the statistics of the
+    with BatchNorm the running statistics of every state are recomputed on a fixed subset of
+    ``train_x`` (:func:`harness.interpolation.batchnorm_inputs`) after the perturbation (:func:`harness.interpolation.recompute_batchnorm_stats_`): the statistics of the
     unperturbed centre would not describe the perturbed network.
 
     Parameters
@@ -378,7 +378,7 @@ def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[M
     """
     model = model_at(setting, run, run.epochs[-1]).to(device)
     x = x.to(device)
-    train_x = None if train_x is None else train_x.to(device)
+    train_x = None if train_x is None else batchnorm_inputs(train_x).to(device)
     template = run.weights[run.epochs[-1]]
     if isinstance(states, torch.Tensor):
         if states.ndim != 2:

@@ -282,6 +282,11 @@ def _resnet_spec(model: ResNet20, spec: _SpecBuilder) -> None:
 _SPEC_RULES = ((ResNet20, _resnet_spec), (OfficialCNN, _cnn_spec), (MLP, _mlp_spec))
 
 
+def has_permutation_spec(model: nn.Module) -> bool:
+    """Whether :func:`permutation_spec` knows ``model``'s architecture (a factory's model: no)."""
+    return isinstance(model, tuple(cls for cls, _ in _SPEC_RULES))
+
+
 def permutation_spec(model: nn.Module) -> PermutationSpec:
     """The unit groups of ``model`` and the axes each permutes, derived from its modules.
 

@@ -152,13 +152,15 @@ def train(
     device = resolve_device(device)
     data = (data_lib.load(setting.dataset, data_root) if data is None else data).to(device)
     recipe = setting.recipe
-    channels, size, _ = data.input_shape
     t_start = time.perf_counter()
 
     # fork_rng: the global RNG drives init and dropout; the caller's RNG state is left untouched.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(init_seed, "init"))
-        model = build(setting.model, channels, size, data.num_classes).to(device)
+        try:
+            model = build(setting.model, data.input_shape, data.num_classes).to(device)
+        except ValueError as exc:  # a factory's error must say which setting it belongs to
+            raise ValueError(f"setting {setting.name!r}: {exc}") from exc
         torch.manual_seed(derive_seed(data_seed, "dropout"))
         order = torch.Generator().manual_seed(derive_seed(data_seed, "order"))
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
@@ -251,8 +253,7 @@ def model_at(setting: Setting, run: Run, epoch: int) -> torch.nn.Module:
         raise ValueError(f"epoch={epoch} is invalid: run seed={run.seed} keeps the weights of epochs {run.epochs}")
     if run.setting_key != setting.cache_key():
         raise ValueError(f"run seed={run.seed} belongs to setting key {run.setting_key}, not {setting.name}")
-    spec = setting.dataset
-    model = build(setting.model, spec.channels, spec.image_size, spec.num_classes)
+    model = build(setting.model, setting.dataset.input_shape, setting.dataset.num_classes)
     model.load_state_dict(run.weights[epoch])
     return model.eval()
 

@@ -52,7 +52,7 @@ def make_model(case: Case) -> nn.Module:
     """The case's model in eval mode, with random 1-D tensors (positive running variances)."""
     torch.manual_seed(case.seed)
     channels, side = INPUTS[case.name]
-    model = models.build(ModelSpec(case.name, case.widths, norm=case.norm), channels, side, NUM_CLASSES)
+    model = models.build(ModelSpec(case.name, case.widths, norm=case.norm), (channels, side, side), NUM_CLASSES)
     gen = torch.Generator().manual_seed(case.seed)
     with torch.no_grad():
         for key, tensor in model.state_dict().items():

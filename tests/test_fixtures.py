@@ -98,6 +98,28 @@ def test_default_run_deselects_gpu_and_a_later_m_selects_it(session, pytester):
     result.stdout.fnmatch_lines(["*gpu tier: CUDA is not available*Run them anyway with --device cpu*"])
 
 
+def test_settings_modules_register_settings_and_bad_names_are_usage_errors(session, pytester, monkeypatch):
+    pytester.makepyfile(
+        my_settings="from harness import settings\n"
+                    "settings.register(settings.get('digits-mlp').replace(name='my-copy'))\n",
+        test_t="import pytest\nfrom fixtures.runs import setting_params\n"
+               "@pytest.mark.parametrize('setting', setting_params(('smoke',)))\ndef test_s(setting): pass\n")
+    result = session("--settings-module", "my_settings", "-m", "smoke", "-v")
+    result.stdout.fnmatch_lines(["*test_s?my-copy? PASSED*"])
+    result.assert_outcomes(passed=3)  # the built-in smoke settings of every claim, and the registered copy
+    session("--settings-module", "my_settings", "-m", "smoke", "--setting", "my-copy").assert_outcomes(
+        passed=1, deselected=2)
+    monkeypatch.setenv("ENSEMBLE_CLAIMS_SETTINGS", "my_settings")
+    session("-m", "smoke", "--setting", "my-copy").assert_outcomes(passed=1, deselected=2)
+    monkeypatch.delenv("ENSEMBLE_CLAIMS_SETTINGS")
+    missing = session("--settings-module", "no_such_module")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*--settings-module no_such_module: ModuleNotFoundError: No module named *"])
+    unknown = session("--setting", "my-copy")  # registered by no module in this session
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(["*--setting: unknown setting 'my-copy'; known settings: *digits-mlp*"])
+
+
 def test_markers_are_strict_and_registered():
     # --strict-markers turns a misspelt marker into a collection error (pytest's own check).
     assert "--strict-markers" in INI["addopts"]
@@ -121,6 +143,8 @@ def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester,
     first.assert_outcomes(passed=1, deselected=14)
     first.stdout.fnmatch_lines(["ensemble-claims: device=cpu (auto; no CUDA), seeds=4 from 3, torch *",
                                 "ensemble-claims: runs-dir=*runs, data-root=*",
+                                "[[]train[]] digits-mlp: 4 runs to train, ~1.0 MB each*",
+                                "[[]train[]] in all ~4.0 MB in *runs (more if a decision grows its seeds)",
                                 "[[]train[]] digits-mlp seed=3: 16 epochs in *s on cpu, test acc 0.*",
                                 "[[]train[]] digits-mlp seed=6: *",
                                 "*claim verdicts*", "Z1 *digits-mlp*runs: 4 [[]4, 12[]] >= 2*reproduces*4*passed"])
@@ -185,9 +209,22 @@ def test_setting_params_mark_tiers():
     assert [m.name for m in params["cifar10-smallcnn"].marks] == ["gpu"]
 
 
+def test_training_plan_counts_missing_runs_and_skips_absent_cifar_data(tmp_path):
+    from fixtures.runs import training_plan
+    from harness.store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    store.path(settings.get("digits-mlp"), 1).mkdir(parents=True)  # seed 1 is stored
+    plan = training_plan(["digits-mlp", "cifar10-smallcnn"], store, 4, 0, str(tmp_path / "no-data"))
+    assert plan[0].startswith("digits-mlp: 3 runs to train") and len(plan) == 2
+    assert plan[1] == f"in all ~3.0 MB in {store.root} (more if a decision grows its seeds)"
+    assert training_plan(["digits-mlp"], store, 4, 1000, "")[0].startswith("digits-mlp: 4 runs")
+    assert training_plan(["digits-mlp"], store, 1, 1, "") == []  # nothing to train: nothing printed
+
+
 def test_disk_estimate_counts_the_kept_weights_and_window_snapshots():
     from fixtures.runs import disk_estimate
 
     line = disk_estimate(settings.get("digits-mlp"), 10)  # 8,970 parameters x (17 epochs + 12 snapshots) x 4 B
     assert line == ("digits-mlp: 10 runs to train, ~1.0 MB each (17 saved epochs and 12 window snapshots of 8,970 "
-                    "parameters), ~0.01 GB in all")
+                    "parameters), ~9.9 MB in all")

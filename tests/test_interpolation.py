@@ -124,3 +124,23 @@ def test_a_failing_forward_pass_leaves_the_batchnorm_layers_as_they_were():
     with pytest.raises(RuntimeError):
         interpolation.recompute_batchnorm_stats_(model, torch.randn(5, 1, 8, 8))  # 1 channel, not 3
     assert model[1].momentum == 0.3 and not model.training and not model[1].training
+
+
+def test_batchnorm_inputs_are_a_fixed_subset_of_distinct_training_rows():
+    x = torch.arange(50.0).reshape(50, 1, 1, 1)
+    subset = interpolation.batchnorm_inputs(x, n=20)
+    assert subset.shape == (20, 1, 1, 1) and len(subset.flatten().unique()) == 20
+    assert torch.equal(subset, interpolation.batchnorm_inputs(x, n=20))  # every call: the same images
+    assert not torch.equal(subset, interpolation.batchnorm_inputs(x, n=20, seed=1))
+    assert interpolation.batchnorm_inputs(x, n=50) is x  # no more images than asked: all of them
+    assert interpolation.BATCHNORM_IMAGES >= 512
+
+
+def test_barrier_statistics_come_from_the_batchnorm_subset(monkeypatch):
+    case = case_of("resnet20")
+    model, data = make_model(case), labelled(case, 40)
+    monkeypatch.setattr(interpolation, "BATCHNORM_IMAGES", 10)
+    curve = interpolation.interpolation_barrier(model, copy.deepcopy(model), data, n_points=2, bn_data=data)
+    on_subset = interpolation.recompute_batchnorm_stats_(copy.deepcopy(model), interpolation.batchnorm_inputs(data.x))
+    loss = nn.functional.cross_entropy(on_subset.eval()(data.x).double(), data.y).item()
+    assert curve.loss[0].item() == pytest.approx(loss, rel=1e-5)

@@ -68,8 +68,8 @@ def test_build_every_registered_setting(name):
     setting = settings.get(name)
     data = setting.dataset
     torch.manual_seed(0)
-    model = models.build(setting.model, data.channels, data.image_size, data.num_classes)
-    out = model.eval()(torch.randn(2, data.channels, data.image_size, data.image_size))
+    model = models.build(setting.model, data.input_shape, data.num_classes)
+    out = model.eval()(torch.randn(2, *data.input_shape))
     assert out.shape == (2, data.num_classes)
 
 
@@ -81,7 +81,7 @@ def test_build_dispatches_every_model_name():
         "resnet20": ModelSpec("resnet20", RESNET, norm="layer"),
     }
     assert set(specs) == set(settings.MODELS)
-    kinds = {name: type(models.build(spec, 3, 32, 10)) for name, spec in specs.items()}
+    kinds = {name: type(models.build(spec, (3, 32, 32), 10)) for name, spec in specs.items()}
     assert kinds == {"mlp": models.MLP, "small_cnn": models.OfficialCNN, "medium_cnn": models.OfficialCNN,
                      "resnet20": models.ResNet20}
 
@@ -235,7 +235,7 @@ def test_glorot_init_bounds_variance_and_zero_biases(name):
     spec = {"mlp": ModelSpec("mlp", (256, 256)), "medium_cnn": ModelSpec("medium_cnn", MEDIUM, dropout=0.1),
             "resnet20": ModelSpec("resnet20", RESNET, norm="batch")}[name]
     torch.manual_seed(0)
-    model = models.build(spec, 3, 32, 10)
+    model = models.build(spec, (3, 32, 32), 10)
     checked_variance = 0
     for layer in _weighted_layers(model):
         fan_in, fan_out = _fans(layer)
@@ -273,7 +273,7 @@ def test_glorot_init_rejects_unknown_parameterised_modules():
 
 def test_torch_init_keeps_pytorch_default():
     torch.manual_seed(0)
-    model = models.build(ModelSpec("small_cnn", SMALL, dropout=0.1, init="torch"), 3, 32, 10)
+    model = models.build(ModelSpec("small_cnn", SMALL, dropout=0.1, init="torch"), (3, 32, 32), 10)
     # PyTorch's default draws biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in)); Glorot zeroes them.
     assert all(torch.count_nonzero(layer.bias) > 0 for layer in _weighted_layers(model))
     fan_in, fan_out = _fans(model.head)
@@ -287,7 +287,7 @@ def test_torch_init_keeps_pytorch_default():
 def test_same_seed_same_weights_other_seed_other_weights(spec):
     def weights(seed: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(seed)
-        return models.build(spec, 3, 16, 10).state_dict()
+        return models.build(spec, (3, 16, 16), 10).state_dict()
 
     first, again, other = weights(7), weights(7), weights(8)
     assert list(first) == list(again)
@@ -335,8 +335,8 @@ def test_mlp_without_dropout_has_no_dropout_layers():
     (lambda: models.resnet20(3, 10, (16, 32)), r"resnet20: widths=\(16, 32\) is invalid: expected 3 widths"),
     (lambda: models.resnet20(3, 10, norm="instance"), r"norm='instance' is invalid: expected one of"),
     (lambda: models.resnet20(True, 10), r"in_channels=True is invalid"),
-    (lambda: models.build("mlp", 1, 8, 10), r"spec='mlp' is invalid: expected a harness.settings.ModelSpec"),
-    (lambda: models.build(ModelSpec("medium_cnn", MEDIUM, dropout=0.1), 1, 8, 10),
+    (lambda: models.build("mlp", (1, 8, 8), 10), r"spec='mlp' is invalid: expected a harness.settings.ModelSpec"),
+    (lambda: models.build(ModelSpec("medium_cnn", MEDIUM, dropout=0.1), (1, 8, 8), 10),
      r"image_size=8 is invalid for widths=\(64, 128, 256, 256\)"),
 ], ids=["cnn-size-not-divisible", "medium-size-too-small", "size-zero", "widths-empty", "widths-zero",
         "widths-list", "dropout-one", "mlp-float-width", "classes-zero", "resnet-two-widths",

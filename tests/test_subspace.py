@@ -25,7 +25,7 @@ def _gen(seed=0):
 
 
 def test_flatten_unflatten_round_trip_keeps_buffers():
-    model = build(settings.ModelSpec("resnet20", (4, 8, 8), norm="batch"), 3, 8, 10)
+    model = build(settings.ModelSpec("resnet20", (4, 8, 8), norm="batch"), (3, 8, 8), 10)
     state = model.state_dict()
     flat = flatten(state)
     back = unflatten(flat * 2, state)

@@ -116,7 +116,7 @@ def test_spec_covers_every_tensor_once_per_axis(kind):
 @pytest.mark.parametrize("name, side, blocks", [("small_cnn", 16, 2 * 2), ("small_cnn", 32, 4 * 4),
                                                 ("medium_cnn", 32, 2 * 2)])
 def test_cnn_head_inputs_move_in_blocks_of_pixels(name, side, blocks):
-    model = models.build(ModelSpec(name, (8, 8, 8) if name == "small_cnn" else (8, 8, 8, 8)), 3, side, 10)
+    model = models.build(ModelSpec(name, (8, 8, 8) if name == "small_cnn" else (8, 8, 8, 8)), (3, side, side), 10)
     last = symmetry.permutation_spec(model).unit_groups[-1]
     assert [a for a in last.axes if a.key == "head.weight"] == [symmetry.Axis("head.weight", 1, blocks)]
 
