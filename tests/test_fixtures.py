@@ -120,6 +120,17 @@ def test_settings_modules_register_settings_and_bad_names_are_usage_errors(sessi
     unknown.stderr.fnmatch_lines(["*--setting: unknown setting 'my-copy'; known settings: *digits-mlp*"])
 
 
+def test_a_conftest_may_register_settings_for_the_tests_beside_it(session, pytester):
+    pytester.mkpydir("mine")
+    pytester.path.joinpath("mine", "conftest.py").write_text(
+        "from harness import settings\nsettings.register(settings.get('digits-mlp').replace(name='from-conftest'))\n")
+    pytester.path.joinpath("mine", "test_t.py").write_text(
+        "import pytest\nfrom fixtures.runs import setting_params\n"
+        "@pytest.mark.parametrize('setting', setting_params(('smoke',)))\ndef test_s(setting): pass\n")
+    result = session("mine", "-m", "smoke", "-v")
+    result.stdout.fnmatch_lines(["*test_s?from-conftest? PASSED*"])
+
+
 def test_markers_are_strict_and_registered():
     # --strict-markers turns a misspelt marker into a collection error (pytest's own check).
     assert "--strict-markers" in INI["addopts"]

@@ -174,3 +174,20 @@ def test_a_factory_model_is_built_and_checked_and_symmetry_knows_it_not(user_mod
     assert model.training and model[1].out_features == 5
     assert not has_permutation_spec(model)
     assert has_permutation_spec(build(settings.get("digits-mlp").model, (1, 8, 8), 10))
+
+
+def test_a_factory_model_with_batchnorm_and_dropout_is_sampled_in_eval_mode_with_fresh_statistics(tmp_path):
+    from examples import my_settings
+    from harness.subspace import ENSEMBLE_SCALES, predict_states, sample
+
+    setting = my_settings.MY_SETTING.replace(recipe=Recipe(epochs=1, batch_size=64, lr_halving_every=None,
+                                                    window=Window(epochs=1, per_epoch=10)))
+    run = RunStore(tmp_path / "runs").get_or_train(setting, [0], device="cpu")[0]
+    data = data_lib.load(setting.dataset)
+    thetas = sample("random", run, 2, ENSEMBLE_SCALES, torch.Generator().manual_seed(0))
+    first = predict_states(setting, run, thetas, data.test.x, train_x=data.train.x)
+    assert torch.equal(first, predict_states(setting, run, thetas, data.test.x, train_x=data.train.x))  # no dropout
+    stored = predict_states(setting, run, [run.weights[1]], data.test.x, train_x=data.train.x[:64])
+    assert not torch.allclose(stored[0], run.eval_probs[-1])  # statistics recomputed, not the stored ones
+    with pytest.raises(ValueError, match="has BatchNorm layers: pass train_x"):
+        predict_states(setting, run, thetas, data.test.x)
