@@ -9,6 +9,7 @@ from harness.settings import MIN_WINDOW_SNAPSHOTS, DatasetSpec, ModelSpec, Recip
 
 def test_registry_has_the_tiers_the_issue_names():
     assert settings.names("smoke") == ("digits-mlp", "synthetic16-cnn", "synthetic16-binary-mlp")
+    assert settings.names("slow") == ("synthetic32-smallcnn-10ep",)
     assert set(settings.names("gpu")) == {
         f"{d}-{m}" for d in ("cifar10", "synthetic32") for m in ("smallcnn", "mediumcnn", "resnet20")} | {
         "cifar10-catdog-smallcnn"}
