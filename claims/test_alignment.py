@@ -45,22 +45,27 @@ from harness.weightspace import cosine_similarity, weight_vector
 # Points on each linear path (t = 0, 0.2, ..., 1): a barrier evaluates the model at every point
 # (0.04 s per point for a SmallCNN on the 1,000 synthetic16 test images), for every pair of seeds.
 N_POINTS = 6
+# A dry run (harness.settings.dry_run) walks each path at t = 0, 0.5, 1: the same code, half the passes.
+DRY_RUN_POINTS = 3
 # Ranges of the statistics (not thresholds): differences of cosines, of barriers (nats), of disagreements.
 COSINE_DIFFERENCE = (-2.0, 2.0)
 DISAGREEMENT_DIFFERENCE = (-2.0, 1.0)
 
 
-def pair_statistics(models: list[torch.nn.Module], test: data_lib.Split, train_x: torch.Tensor) -> dict:
+def pair_statistics(models: list[torch.nn.Module], test: data_lib.Split, train_x: torch.Tensor,
+                    dry_run: bool = False) -> dict:
     """Raw and aligned cosine and barrier, aligned disagreement, and both loss curves, per pair i < j.
+
+    Each path is evaluated at N_POINTS points (DRY_RUN_POINTS when ``dry_run``).
 
     Returns
     -------
     dict
         ``raw_cos``, ``aligned_cos``, ``raw_barrier``, ``aligned_barrier``, ``disagreement``: symmetric
-        (S, S) float64 matrices (0 on the diagonal); ``raw_loss``, ``aligned_loss``: (P, N_POINTS), one
-        row per pair; ``t``: (N_POINTS,).
+        (S, S) float64 matrices (0 on the diagonal); ``raw_loss``, ``aligned_loss``: (P, points), one
+        row per pair; ``t``: (points,).
     """
-    n = len(models)
+    n, points = len(models), DRY_RUN_POINTS if dry_run else N_POINTS
     keys = ("raw_cos", "aligned_cos", "raw_barrier", "aligned_barrier", "disagreement")
     out = {k: np.zeros((n, n)) for k in keys}
     raw_loss, aligned_loss, t = [], [], None
@@ -68,8 +73,8 @@ def pair_statistics(models: list[torch.nn.Module], test: data_lib.Split, train_x
         probs_i = predict_proba(models[i], test.x)
         for j in range(i + 1, n):
             aligned = permute(models[j], weight_matching(models[i], models[j]))
-            raw = interpolation_barrier(models[i], models[j], test, N_POINTS, bn_data=train_x)
-            matched = interpolation_barrier(models[i], aligned, test, N_POINTS, bn_data=train_x)
+            raw = interpolation_barrier(models[i], models[j], test, points, bn_data=train_x)
+            matched = interpolation_barrier(models[i], aligned, test, points, bn_data=train_x)
             values = (cosine_similarity(weight_vector(models[i]), weight_vector(models[j])),
                       cosine_similarity(weight_vector(models[i]), weight_vector(aligned)),
                       raw.loss_barrier, matched.loss_barrier, disagreement(probs_i, predict_proba(aligned, test.x)))
@@ -139,8 +144,9 @@ def skip_without_permutation_spec(setting: str) -> None:
 
 
 def _evidence_of(setting: str, runs: list[Run], level: float, data_root) -> Evidence:
-    data = data_lib.load(settings_lib.get(setting).dataset, data_root)
-    stats = pair_statistics(final_models(setting, runs), data.test, data.train.x)
+    spec = settings_lib.get(setting)
+    data = data_lib.load(spec.dataset, data_root)
+    stats = pair_statistics(final_models(setting, runs), data.test, data.train.x, spec.dry_run)
     return p3_evidence(stats, late_within_disagreement(runs), setting, seeds_of(runs), level)
 
 
