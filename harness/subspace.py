@@ -72,7 +72,7 @@ SAMPLERS = ("random", "dropout", "diag", "pca")
 # images take ~40 ms on 2 CPU cores, and S1, S2 and N2/N3 draw from 4 samplers around 5 runs. The
 # slow tier (a CPU nightly) draws 8 too: one sampled SmallCNN predicts its 10,000 32x32 test images
 # in 3.2 s on the 2-core development CPU, and 30/50 samples around 10 runs (S1, S2 and X1's 10
-# shifted test sets) would take ~8,800 such passes (~8 hours) where 8 take ~2,400 (~2 hours).
+# shifted test sets) would take ~6,200 such passes (~5.5 hours) where 8 take ~2,000 (~1.8 hours).
 ENSEMBLE_SAMPLES = {"smoke": 8, "slow": 8, "gpu": 30}
 PLANE_SAMPLES = {"smoke": 8, "slow": 8, "gpu": 50}
 
