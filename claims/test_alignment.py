@@ -46,6 +46,7 @@ from harness.weightspace import cosine_similarity, weight_vector
 # (0.04 s per point for a SmallCNN on the 1,000 synthetic16 test images), for every pair of seeds.
 N_POINTS = 6
 # A dry run (harness.settings.dry_run) walks each path at t = 0, 0.5, 1: the same code, half the passes.
+# Not a threshold: a dry run's verdicts judge nothing, and every other run keeps N_POINTS.
 DRY_RUN_POINTS = 3
 # Ranges of the statistics (not thresholds): differences of cosines, of barriers (nats), of disagreements.
 COSINE_DIFFERENCE = (-2.0, 2.0)
