@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models import check_same_architecture
+from harness.training import inference_layout
 from harness.validation import check_int
 
 _BATCHNORM = nn.modules.batchnorm._BatchNorm
@@ -158,6 +159,7 @@ def recompute_batchnorm_stats_(model: nn.Module, x: torch.Tensor, batch_size: in
         layer.momentum = None
         layer.train()
     device = _device(model)
+    x = inference_layout(x)
     try:
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
@@ -173,6 +175,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     """(mean cross-entropy, accuracy) of ``model`` in eval mode, accumulated in float64."""
     model.eval()
     device = _device(model)
+    x = inference_layout(x)
     loss, correct = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):

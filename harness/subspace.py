@@ -41,7 +41,7 @@ import torch
 
 from harness.interpolation import batchnorm_inputs, recompute_batchnorm_stats_
 from harness.settings import Setting
-from harness.training import EVAL_BATCH, Run, model_at, predict_proba
+from harness.training import Run, model_at, predict_proba
 from harness.validation import check_int
 from harness.weightspace import parameter_names, weight_vector
 
@@ -292,8 +292,11 @@ def low_rank_gaussian_samples(checkpoints: torch.Tensor, n: int, scale: float, g
                               spread: bool = False, rank: int = PCA_RANK) -> torch.Tensor:
     """mean + s sum_k sqrt(lambda_k) z_k u_k over the top principal components of checkpoints.
 
-    lambda_k = S_k^2 / (K - 1) from ``torch.linalg.svd`` of the centred checkpoints; the rank is
-    at most K - 1 (the centred checkpoints span no more).
+    lambda_k = S_k^2 / (K - 1), with S_k^2 the eigenvalues of the centred checkpoints' (K, K) Gram
+    matrix (the squared singular values of the centred checkpoints, at O(K^2 D) rather than an SVD
+    of a (K, D) matrix); the rank is at most K - 1 (the centred checkpoints span no more). Each
+    u_k's sign is fixed (largest-magnitude coordinate positive), so a draw does not depend on the
+    sign convention of the LAPACK build.
 
     Parameters
     ----------
@@ -314,12 +317,14 @@ def low_rank_gaussian_samples(checkpoints: torch.Tensor, n: int, scale: float, g
     _check(n, scale, generator)
     rank = check_int("rank", rank, 1)
     mean = x.mean(0)
-    _, sv, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    centred = x - mean
     k = min(rank, x.shape[0] - 1)
-    std = sv[:k] / math.sqrt(x.shape[0] - 1)
+    top = torch.linalg.eigh(centred @ centred.T)[1][:, -k:].flip(1)  # (K, k), eigenvalues descending
+    scaled = top.T @ centred  # (k, D): S_k u_k
+    scaled = scaled * scaled.gather(1, scaled.abs().argmax(1, keepdim=True)).sign()
     s = _multipliers(n, scale, spread, generator)
     z = torch.randn(n, k, generator=generator, dtype=torch.float64)
-    return (mean + s * (z * std) @ vh[:k]).float()
+    return (mean + s * (z @ scaled) / math.sqrt(x.shape[0] - 1)).float()
 
 
 def weight_average(checkpoints: torch.Tensor) -> torch.Tensor:
@@ -349,7 +354,7 @@ def sample(sampler: str, run: Run, n: int, scales: Scales, generator: torch.Gene
 
 
 def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[Mapping[str, torch.Tensor]],
-                   x: torch.Tensor, batch_size: int = EVAL_BATCH, train_x: torch.Tensor | None = None,
+                   x: torch.Tensor, batch_size: int | None = None, train_x: torch.Tensor | None = None,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """Softmax probabilities of many weight vectors of ``run``'s architecture, in eval mode.
 
@@ -369,7 +374,8 @@ def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[M
         complete state dicts.
     x : torch.Tensor, shape (N, C, H, W)
         Inputs, e.g. ``harness.data.load(setting.dataset).test.x``.
-    batch_size : int
+    batch_size : int, optional
+        Evaluation batch (default: :func:`harness.training.predict_logits`'s for the device).
     train_x : torch.Tensor, shape (M, C, H, W), optional
         Training inputs; required when the model has BatchNorm layers.
     device : torch.device or str

@@ -259,30 +259,51 @@ def model_at(setting: Setting, run: Run, epoch: int) -> torch.nn.Module:
 
 
 PROGRESS_EVERY_S = 10.0  # runs estimated to take longer print a line per epoch
-EVAL_BATCH = 4096  # large batches: evaluation is a fixed cost every epoch
+# Evaluation batches. On an accelerator large batches amortise launches; on a CPU batches that fit
+# the caches are faster (4,000 32x32 images, 2 threads, channels-last: SmallCNN 0.37 s at 256
+# against 0.68 s at 4,096, MediumCNN 3.6 against 4.2 s, ResNet20 4.1 against 6.6 s).
+EVAL_BATCH = 4096
+CPU_EVAL_BATCH = 256
+
+
+def inference_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory layout that forward passes without gradients run fastest in.
+
+    Image batches (N, C, H, W) go channels-last: on this project's 2-core CPU the same convolutions
+    and max-pools then run 2-9x faster (500 32x32 images, one thread: SmallCNN 0.50 -> 0.05-0.10 s,
+    MediumCNN 3.9 -> 1.2-2.2 s), and the outputs differ by float rounding only (logits ~1e-6).
+    Training keeps the default layout, so the runs it stores do not change.
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits of ``model`` in eval mode.
 
     Parameters
     ----------
     model : torch.nn.Module
     x : torch.Tensor, shape (N, ...)
+    batch_size : int, optional
+        Default :data:`CPU_EVAL_BATCH` for a model on the CPU, :data:`EVAL_BATCH` elsewhere.
 
     Returns
     -------
     torch.Tensor, shape (N, C), float32, on the CPU
     """
+    if batch_size is None:
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        batch_size = CPU_EVAL_BATCH if on_cpu else EVAL_BATCH
     was_training = model.training
     model.eval()
+    x = inference_layout(x)
     out = torch.cat([model(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out
 
 
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Softmax outputs of ``model`` in eval mode, shape (N, C), float32, on the CPU (:func:`predict_logits`)."""
     return F.softmax(predict_logits(model, x, batch_size), dim=1)
 

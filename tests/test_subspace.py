@@ -85,6 +85,22 @@ def test_pca_samples_lie_in_span_of_centred_checkpoints():
     assert residual.abs().max() < 1e-4
 
 
+def test_pca_samples_have_the_checkpoints_covariance():
+    # rank >= K - 1 keeps every component: the samples' covariance is the checkpoints' (unbiased)
+    ck = torch.randn(4, 6, generator=_gen(1), dtype=torch.float64) * torch.linspace(0.5, 2, 6)
+    out = low_rank_gaussian_samples(ck, 40000, 1.0, _gen(), rank=5).double()
+    assert torch.allclose(out.mean(0), ck.mean(0), atol=0.05)
+    assert torch.allclose(torch.cov(out.T), torch.cov(ck.T), atol=0.08)
+
+
+def test_pca_draw_does_not_depend_on_checkpoint_order():
+    # the components' signs are fixed, so the same checkpoints in another order give the same draw
+    ck = torch.randn(5, 40, generator=_gen(1), dtype=torch.float64)
+    a = low_rank_gaussian_samples(ck, 8, 2.0, _gen(), rank=3)
+    b = low_rank_gaussian_samples(ck[[3, 0, 4, 2, 1]], 8, 2.0, _gen(), rank=3)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_weight_average_is_mean():
     ck = torch.randn(5, 10, generator=_gen(1))
     assert torch.allclose(weight_average(ck), ck.mean(0))

@@ -10,7 +10,17 @@ import torch
 from harness import settings
 from harness.data import Data, Split
 from harness.settings import Recipe, Window
-from harness.training import DivergedError, derive_seed, final_probs, resolve_device, seeds_of, train
+from harness.models import build
+from harness.training import (
+    DivergedError,
+    derive_seed,
+    final_probs,
+    inference_layout,
+    predict_logits,
+    resolve_device,
+    seeds_of,
+    train,
+)
 from harness.weightspace import weight_vector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +126,17 @@ def test_evaluation_is_in_eval_mode_so_dropout_does_not_change_probabilities():
     with_dropout = SHORT.replace(model=SHORT.model.__class__("mlp", (64, 64), dropout=0.5))
     a, b = train(with_dropout, 0, device="cpu"), train(with_dropout, 0, device="cpu")
     assert torch.equal(a.eval_probs, b.eval_probs)
+
+
+def test_predictions_in_the_inference_layout_match_a_plain_forward_pass():
+    model = build(settings.get("synthetic32-smallcnn").model, (3, 32, 32), 10).eval()
+    x = torch.randn(9, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert inference_layout(x).is_contiguous(memory_format=torch.channels_last)
+    flat = torch.randn(9, 20)
+    assert inference_layout(flat) is flat  # non-image inputs keep their layout
+    with torch.no_grad():
+        plain = model(x)
+    assert torch.allclose(predict_logits(model, x, batch_size=4), plain, atol=1e-5)
 
 
 def test_non_finite_loss_raises_a_named_error():
