@@ -149,11 +149,12 @@ def s2_evidence(runs: list[Run], setting: str, sample_probs: dict[str, list[torc
         near_counts[sampler] = counts.astype(int).tolist()
 
         def ratio(idx, sums=sums, counts=counts):
-            # Every seed needs samples in the band: a statistic over seeds without any is undefined
-            # (NaN), and the criterion is then inconclusive until more seeds bring some.
+            # The in-band samples of the seeds, pooled: a seed whose draw put none in the band adds
+            # nothing (how many land there depends on the draw's size, not on the claim); seeds
+            # without any in-band sample at all leave the statistic undefined (NaN: undecided).
             with np.errstate(divide="ignore", invalid="ignore"):
                 value = (sums[idx].sum(1) / counts[idx].sum(1)) / resampled_pairwise_mean(symmetric, idx)
-            return np.where(counts[idx].min(1) > 0, value, np.nan)
+            return np.where(counts[idx].sum(1) > 0, value, np.nan)
 
         criteria.append(bootstrap_criterion(f"{sampler}: near-accuracy normalised diversity / independent runs'",
                                             ratio, len(runs), S2_DIVERSITY_RATIO_MAX, "<=", level=level,
@@ -240,3 +241,16 @@ def test_negative_control_s2_independent_solutions_as_samples_are_refuted(settin
     doctored = {"independent": [torch.cat([finals[:i], finals[i + 1:]]) for i in range(len(runs))]}
     evidence = s2_evidence(runs, setting, doctored)
     assert evidence.outcome == REFUTED, f"S2 not refuted on independent solutions posing as samples:\n{evidence.explain()}"
+
+
+@pytest.mark.parametrize("setting", setting_params(("smoke",)))
+def test_s2_is_decided_when_a_run_has_no_sample_in_the_band(setting, trained_runs, sample_predictions):
+    # run 0's samples replaced by constant predictions (chance accuracy, far below the band)
+    runs = trained_runs(setting)
+    n = n_samples(setting, PLANE_SAMPLES)
+    probs = sample_predictions(setting, runs, BAND_SCALES, n)
+    chance = {k: [torch.full_like(v[0], 1 / v[0].shape[-1])] + v[1:] for k, v in probs.items()}
+    evidence = s2_evidence(runs, setting, chance)
+    assert all(counts[0] == 0 for counts in evidence.details["near_samples_per_run"].values())
+    assert all(np.isfinite([c.estimate, *c.ci]).all() for c in evidence.criteria), evidence.explain()
+

@@ -99,6 +99,13 @@ def seed_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n_seeds: int, 
                          "too few seeds")
     diff = statistic(idx) - estimate
     resample_se = _jackknife_se(statistic, idx)
+    # Resamples on which the statistic (or its jackknife) is undefined are set aside too, e.g. a
+    # pooled band statistic whose resample drew only seeds without a sample in the band.
+    defined = np.isfinite(diff) & np.isfinite(resample_se)
+    if defined.sum() < n_resamples // 2:
+        raise ValueError(f"the statistic is defined on only {defined.sum()} of {n_resamples} resamples: too few "
+                         "seeds")
+    diff, resample_se = diff[defined], resample_se[defined]
     # A resample whose values do not vary (e.g. the seeds it drew agree exactly, as fractions
     # at 1.0 do) has no error of its own; its pivot falls back to the estimate's error (the
     # percentile pivot) instead of an infinite one, which would make the bounds infinite whenever

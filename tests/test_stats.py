@@ -102,6 +102,22 @@ def test_seed_bootstrap_takes_any_statistic_of_the_seeds():
     assert lower <= 3.0 <= upper
 
 
+def test_seed_bootstrap_sets_aside_resamples_where_the_statistic_is_undefined():
+    # A pooled statistic of the seeds that carry a value (NaN marks a seed without one): resamples
+    # that drew only such seeds are undefined and set aside instead of making the bounds NaN.
+    values = np.array([0.5, np.nan, 0.7, 0.4, np.nan, 0.6, 0.55, 0.65])
+
+    def pooled(idx):
+        return np.array([np.nan if np.isnan(row).all() else np.nanmean(row) for row in values[idx]])
+
+    lower, upper = seed_bootstrap(pooled, len(values))
+    assert np.isfinite([lower, upper]).all() and lower < np.nanmean(values) < upper  # a real interval
+    with pytest.raises(ValueError, match="defined on only"):
+        # defined on the seeds themselves, undefined on almost every resample (one that repeats a seed)
+        distinct = lambda idx: np.array([len(set(row)) == len(row) for row in idx])  # noqa: E731
+        seed_bootstrap(lambda idx: np.where(distinct(idx), idx.mean(1), np.nan), 5)
+
+
 def test_constant_seeds_give_the_value_itself():
     # The mean of ten copies of 0.95 rounds to 0.9499999999999998; the interval must not exclude 0.95.
     assert mean_interval(np.full(10, 0.95)) == (0.95, 0.95)
