@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models import check_same_architecture
-from harness.training import inference_layout
+from harness.training import eval_batch_size, inference_layout
 from harness.validation import check_int
 
 _BATCHNORM = nn.modules.batchnorm._BatchNorm
@@ -171,11 +171,11 @@ def recompute_batchnorm_stats_(model: nn.Module, x: torch.Tensor, batch_size: in
     return model
 
 
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` in eval mode, accumulated in float64."""
     model.eval()
     device = _device(model)
-    x = inference_layout(x)
+    x, batch_size = inference_layout(x), eval_batch_size(model)
     loss, correct = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
@@ -216,7 +216,9 @@ def interpolation_barrier(model_a: nn.Module, model_b: nn.Module, data: object, 
         Training inputs to recompute BatchNorm statistics on; required when the models have
         BatchNorm, unused otherwise.
     batch_size : int
-        Examples per forward pass (for both evaluation and statistics).
+        Examples per forward pass of the BatchNorm statistics (evaluation takes
+        :func:`harness.training.eval_batch_size`: a batch's statistics are averaged, so their size
+        is part of what is computed; the evaluation's is not).
 
     Returns
     -------
@@ -254,7 +256,7 @@ def interpolation_barrier(model_a: nn.Module, model_b: nn.Module, data: object, 
         })
         if has_batchnorm:
             recompute_batchnorm_stats_(work, bn_x, batch_size)
-        loss[i], accuracy[i] = _evaluate(work, x, y, batch_size)
+        loss[i], accuracy[i] = _evaluate(work, x, y)
 
     # The chords by torch.lerp, as the weights: exact at both ends and, when the two ends are
     # equal, exactly that constant. (1 - t) * v + t * v can miss v by an ulp (3.7356568258199236

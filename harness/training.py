@@ -277,6 +277,11 @@ def inference_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
+def eval_batch_size(model: torch.nn.Module) -> int:
+    """:data:`CPU_EVAL_BATCH` for a model on the CPU, else :data:`EVAL_BATCH`."""
+    return CPU_EVAL_BATCH if next(model.parameters()).device.type == "cpu" else EVAL_BATCH
+
+
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits of ``model`` in eval mode.
@@ -286,15 +291,13 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int | No
     model : torch.nn.Module
     x : torch.Tensor, shape (N, ...)
     batch_size : int, optional
-        Default :data:`CPU_EVAL_BATCH` for a model on the CPU, :data:`EVAL_BATCH` elsewhere.
+        Default :func:`eval_batch_size`.
 
     Returns
     -------
     torch.Tensor, shape (N, C), float32, on the CPU
     """
-    if batch_size is None:
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        batch_size = CPU_EVAL_BATCH if on_cpu else EVAL_BATCH
+    batch_size = eval_batch_size(model) if batch_size is None else batch_size
     was_training = model.training
     model.eval()
     x = inference_layout(x)
