@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.evidence import seed_schedule
 from fixtures.options import get_options
 from fixtures.runs import setting_params
 from harness import data as data_lib
@@ -37,6 +38,7 @@ from harness.evidence import REFUTED, Evidence, bootstrap_criterion, pairwise_cr
 from harness.interpolation import interpolation_barrier
 from harness.matching import weight_matching
 from harness.models import build
+from harness.sequential import decide_sequentially
 from harness.stats import CONFIDENCE, pairwise_mean, resampled_mean, resampled_pairwise_mean
 from harness.symmetry import has_permutation_spec, permutation_spec, permute, random_permutation
 from harness.training import Run, model_at, predict_proba, seeds_of
@@ -161,12 +163,20 @@ def test_p3_aligned_solutions_stay_different_functions(setting, decide_claim, py
 
 @pytest.mark.parametrize("setting", setting_params(("smoke",)))
 def test_negative_control_p3_permuted_copies_are_refuted(setting, trained_runs, pytestconfig):
+    # Decided as the claim is, with more seeds while inconclusive: on digits the late within-run
+    # disagreement is 0 on some seeds, and 5 seeds do not always resolve 1.5 x its mean above 0
+    # (seeds 2000-2004: -0.0067 [-0.010, 0.0034]).
     skip_without_permutation_spec(setting)
-    runs = trained_runs(setting)
-    first = final_models(setting, runs[:1])[0]
-    spec, generator = permutation_spec(first), torch.Generator().manual_seed(0)
-    models = [first] + [permute(first, random_permutation(spec, generator)) for _ in runs[1:]]
-    data = data_lib.load(settings_lib.get(setting).dataset, get_options(pytestconfig).data_root)
-    stats = pair_statistics(models, data.test, data.train.x)
-    evidence = p3_evidence(stats, late_within_disagreement(runs), setting, seeds_of(runs))
+    opts = get_options(pytestconfig)
+    data = data_lib.load(settings_lib.get(setting).dataset, opts.data_root)
+
+    def at(n: int, level: float) -> Evidence:
+        runs = trained_runs(setting, range(opts.seed_offset, opts.seed_offset + n))
+        first = final_models(setting, runs[:1])[0]
+        spec, generator = permutation_spec(first), torch.Generator().manual_seed(0)
+        models = [first] + [permute(first, random_permutation(spec, generator)) for _ in runs[1:]]
+        stats = pair_statistics(models, data.test, data.train.x)
+        return p3_evidence(stats, late_within_disagreement(runs), setting, seeds_of(runs), level)
+
+    evidence = decide_sequentially(at, seed_schedule(settings_lib.get(setting), opts.n_seeds))
     assert evidence.outcome == REFUTED, f"P3 not refuted on permuted copies of one run:\n{evidence.explain()}"
