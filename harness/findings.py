@@ -116,9 +116,9 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("A1", "synthetic16-cnn", _A1_WHY, departure=_A1_DEPARTURE),
     Finding("A1", "synthetic16-binary-mlp", _A1_WHY, departure=_A1_DEPARTURE),
     Finding("F1", "synthetic32-smallcnn-10ep",
-            "Independent SmallCNNs on the slow tier's synthetic task end closer together in function space than they "
-            "were after their first epoch (between-run total-variation growth -0.097 on seeds 0-9), as on digits: their "
-            "trajectories do not fan out.",
+            "Independent SmallCNNs on the slow tier's synthetic task end closer together in function space than "
+            "they were after their first epoch (between-run total-variation growth -0.097 on seeds 0-9), as on "
+            "digits: their trajectories do not fan out.",
             departure="The data: synthetic32 is a generated task (79% accuracy) on which ensembles gain 0.5 points "
                       "where [WB]'s CIFAR-10 SmallCNNs gain 4, so the runs find nearly one function. Check: the "
                       "gpu tier's cifar10-smallcnn (not yet run: no GPU lent); measured on one seed set only (a "

@@ -362,8 +362,9 @@ def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[M
 
     One model (``run``'s final epoch, on ``device``) is loaded with each state in turn. For models
     with BatchNorm the running statistics of every state are recomputed on a fixed subset of
-    ``train_x`` (:func:`harness.interpolation.batchnorm_inputs`) after the perturbation (:func:`harness.interpolation.recompute_batchnorm_stats_`): the statistics of the
-    unperturbed centre would not describe the perturbed network.
+    ``train_x`` (:func:`harness.interpolation.batchnorm_inputs`) after the perturbation
+    (:func:`harness.interpolation.recompute_batchnorm_stats_`): the statistics of the unperturbed
+    centre would not describe the perturbed network.
 
     Parameters
     ----------
