@@ -29,7 +29,8 @@ S2  Per sampler: among samples whose test accuracy lies within the band around t
     figure.
 
 Samples per run and sampler: harness.subspace.ENSEMBLE_SAMPLES / PLANE_SAMPLES (8 in the smoke
-tier, the official 30 / 50 in the gpu tier). Sample predictions are cached in the run store.
+tier, 16 in the slow tier, the official 30 / 50 in the gpu tier). Sample predictions are cached in
+the run store.
 
 Negative controls: S1 at scales far outside the mode (FAR_SCALES), and S1 with every run's samples
 attributed to another run (samples drawn around another run's solution); S2 with a doctored
