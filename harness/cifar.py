@@ -12,8 +12,10 @@ The root is the ``root`` argument, else ``$ENSEMBLE_CLAIMS_DATA_ROOT``, else
 The batch files are Python-2 pickles. Plain :func:`pickle.load` would run whatever callable a
 tampered file names, so they are read with :func:`restricted_load`, an unpickler that admits only
 the few numpy globals an array needs and refuses everything else with :class:`UnsafePickleError`
-before anything is called. Every file is then checked (keys, shapes, dtypes, label range) and a
-mismatch raises an error that names the file, what was expected and what came.
+before anything is called. Every file is then checked (keys, shapes, dtypes, label range). A damaged
+file (truncated, not a pickle, or a pickle of another layout) raises one :class:`CifarFileError`
+that names the file, what is wrong and the fix: extract the archive again. :func:`file_problems`
+reads every file and gives one such line per damaged file, for a check before a session starts.
 
 Examples
 --------
@@ -37,9 +39,12 @@ import torch
 __all__ = [
     "DATA_ROOT_ENV",
     "CifarArrays",
+    "CifarFileError",
     "UnsafePickleError",
     "expected_folder",
+    "file_problems",
     "load_cifar",
+    "missing_data_message",
     "resolve_data_root",
     "restricted_load",
 ]
@@ -58,6 +63,7 @@ class _Layout:
     """Where one dataset's files live and which pickle keys hold what."""
 
     title: str  # as the download page names the archive, e.g. "CIFAR-10"
+    archive: str  # the "python version" archive, which extracts into ``folder``
     folder: str
     train_files: tuple[str, ...]
     test_file: str
@@ -70,6 +76,7 @@ class _Layout:
 _LAYOUTS = {
     "cifar10": _Layout(
         title="CIFAR-10",
+        archive="cifar-10-python.tar.gz",
         folder="cifar-10-batches-py",
         train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
         test_file="test_batch",
@@ -80,6 +87,7 @@ _LAYOUTS = {
     ),
     "cifar100": _Layout(
         title="CIFAR-100",
+        archive="cifar-100-python.tar.gz",
         folder="cifar-100-python",
         train_files=("train",),
         test_file="test",
@@ -98,6 +106,15 @@ _LAYOUTS = {
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A pickle referenced a global that the restricted unpickler does not admit."""
+
+
+class CifarFileError(ValueError):
+    """A CIFAR file is damaged: truncated, not a pickle, or a pickle of another layout.
+
+    The message is one paragraph: the file, what is wrong, and the fix (extract the archive
+    again). It is raised without a chained cause, so that a session whose every test reads the
+    file shows that paragraph, not the unpickler's traceback under it.
+    """
 
 
 def _latin1_encode(text: object, encoding: object = "utf-8", errors: object = "strict") -> bytes:
@@ -228,6 +245,26 @@ def expected_folder(root: str | os.PathLike | None, which: str = "cifar10") -> P
     return resolve_data_root(root) / _layout(which).folder
 
 
+def missing_data_message(root: str | os.PathLike | None, which: str = "cifar10") -> str:
+    """What to say when ``which``'s folder is absent under ``root``: the folder and how to get the data.
+
+    Parameters
+    ----------
+    root : str, os.PathLike or None
+        Data root, resolved by :func:`resolve_data_root`.
+    which : {"cifar10", "cifar100"}
+
+    Returns
+    -------
+    str
+        One paragraph naming the folder looked in, the download page and the options that point
+        at the data (the text :func:`load_cifar`'s FileNotFoundError carries).
+    """
+    layout = _layout(which)
+    data_root = resolve_data_root(root)
+    return _missing_folder_message(data_root, data_root / layout.folder, layout)
+
+
 def _missing_folder_message(root: Path, folder: Path, layout: _Layout) -> str:
     message = (
         f"{layout.title} data not found: no folder {folder}. Nothing is downloaded at run time. "
@@ -256,64 +293,80 @@ def _describe(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _read_dict(path: Path, required: tuple[bytes, ...]) -> dict:
+def _fix(path: Path, layout: _Layout) -> str:
+    """The remedy for a damaged or missing file: extract the archive again over its folder."""
+    root = path.parent.parent
+    return (f"Fix: re-extract {layout.archive} (\"{layout.title} python version\", {DOWNLOAD_URL}) into "
+            f"{root}: tar -xzf {layout.archive} -C {root}")
+
+
+def _damaged(path: Path, layout: _Layout, what: str) -> CifarFileError:
+    """One :class:`CifarFileError` for ``path``: the file, ``what`` is wrong, and the fix."""
+    return CifarFileError(f"{path} {what}. {_fix(path, layout)}")
+
+
+def _layout_error(path: Path, layout: _Layout, detail: str) -> CifarFileError:
+    return _damaged(path, layout, f"is not a pickle of {layout.title}'s layout: {detail}")
+
+
+def _read_dict(path: Path, layout: _Layout, required: tuple[bytes, ...]) -> dict:
     """Unpickle ``path`` restrictedly and check that it is a dict holding ``required`` keys."""
     if not path.is_file():
-        raise FileNotFoundError(
-            f"CIFAR file {path} is missing; the folder {path.parent} is incomplete: extract the "
-            f"archive from {DOWNLOAD_URL} again"
-        )
+        raise FileNotFoundError(f"CIFAR file {path} is missing; the folder {path.parent} is incomplete. "
+                                f"{_fix(path, layout)}")
     with path.open("rb") as file:
         try:
             obj = restricted_load(file)
         except UnsafePickleError as err:
             raise UnsafePickleError(f"{path}: {err}") from None
         except (pickle.UnpicklingError, EOFError) as err:
-            raise ValueError(f"{path} is not a complete pickle: {err}") from err
+            # A stream that ends early is a cut download or extraction; any other unpickling
+            # error means the bytes are not a pickle at all (e.g. the .tar.gz itself).
+            ended = isinstance(err, EOFError) or "truncated" in str(err)
+            what = "is truncated (the pickle ends early" if ended else "is not a pickle (the unpickler says"
+            raise _damaged(path, layout, f"{what}: {err}; the file has {path.stat().st_size:,} bytes)") from None
+        except Exception as err:  # noqa: BLE001 - damaged bytes can fail inside numpy's reconstruction in any way
+            raise _damaged(path, layout, f"is damaged: unpickling it failed with {type(err).__name__}: {err}") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict, got {_describe(obj)}")
+        raise _layout_error(path, layout, f"expected a dict, got {_describe(obj)}")
     # Files re-pickled under Python 3 have str keys: read them as the originals' bytes keys.
     obj = {key.encode("utf-8") if isinstance(key, str) else key: value for key, value in obj.items()}
     missing = [key for key in required if key not in obj]
     if missing:
-        raise ValueError(
-            f"{path}: expected keys {sorted(required)}, missing {sorted(missing)} "
-            f"(keys present: {sorted(obj, key=repr)})"
-        )
+        raise _layout_error(path, layout, f"expected keys {sorted(required)}, missing {sorted(missing)} "
+                                          f"(keys present: {sorted(obj, key=repr)})")
     return obj
 
 
-def _read_batch(path: Path, layout: _Layout, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_batch(path: Path, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     """One batch file as ``(images (n, 3072) uint8, labels (n,) int64)``, checked."""
-    batch = _read_dict(path, (b"data", layout.label_key))
+    batch = _read_dict(path, layout, (b"data", layout.label_key))
     data = batch[b"data"]
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8
             and data.ndim == 2 and data.shape[1] == _ROW_LENGTH):
-        raise ValueError(f"{path}: expected b'data' to be a uint8 array of shape "
-                         f"(n, {_ROW_LENGTH}), got {_describe(data)}")
+        raise _layout_error(path, layout, f"expected b'data' to be a uint8 array of shape (n, {_ROW_LENGTH}), "
+                                          f"got {_describe(data)}")
 
-    expected = f"{path}: expected {layout.label_key!r} to be {len(data)} integers (one per image)"
+    expected = f"expected {layout.label_key!r} to be {len(data)} integers (one per image)"
     try:
         labels = np.asarray(batch[layout.label_key])
-    except ValueError as err:  # ragged nesting, which numpy refuses to make an array of
-        raise ValueError(f"{expected}, got {_describe(batch[layout.label_key])}") from err
+    except ValueError:  # ragged nesting, which numpy refuses to make an array of
+        raise _layout_error(path, layout, f"{expected}, got {_describe(batch[layout.label_key])}") from None
     # kind "iu": integers only, so bools, floats and objects are refused rather than cast.
     if labels.dtype.kind not in "iu" or labels.shape != (len(data),):
-        raise ValueError(f"{expected}, got {labels.dtype} values of shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"{path}: expected {layout.label_key!r} in [0, {num_classes}), "
-            f"got values in [{labels.min()}, {labels.max()}]"
-        )
+        raise _layout_error(path, layout, f"{expected}, got {labels.dtype} values of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= layout.num_classes):
+        raise _layout_error(path, layout, f"expected {layout.label_key!r} in [0, {layout.num_classes}), "
+                                          f"got values in [{labels.min()}, {labels.max()}]")
     return data, labels.astype(np.int64)
 
 
 def _read_class_names(path: Path, layout: _Layout) -> tuple[str, ...]:
-    names = _read_dict(path, (layout.names_key,))[layout.names_key]
+    names = _read_dict(path, layout, (layout.names_key,))[layout.names_key]
     if not (isinstance(names, list) and len(names) == layout.num_classes
             and all(isinstance(n, (bytes, str)) for n in names)):
-        raise ValueError(f"{path}: expected {layout.names_key!r} to be a list of "
-                         f"{layout.num_classes} names (bytes or str), got {_describe(names)}")
+        raise _layout_error(path, layout, f"expected {layout.names_key!r} to be a list of {layout.num_classes} "
+                                          f"names (bytes or str), got {_describe(names)}")
     return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
 
 
@@ -374,9 +427,11 @@ def load_cifar(root: str | os.PathLike | None = None, which: str = "cifar10") ->
     Raises
     ------
     ValueError
-        If ``which`` is not allowed, or a file's keys, shapes, dtypes or label values are not
-        what CIFAR's format prescribes (the message names the file, what was expected and what
-        came), or a file is not a complete pickle.
+        If ``which`` is not allowed.
+    CifarFileError
+        A subclass of ValueError: if a file is truncated or is not a pickle, or its keys, shapes,
+        dtypes or label values are not what CIFAR's format prescribes. The message names the
+        file, what was expected and what came, and how to restore it.
     FileNotFoundError
         If the dataset folder is missing (the message names it and says how to get the data),
         or one of its files is.
@@ -390,8 +445,44 @@ def load_cifar(root: str | os.PathLike | None = None, which: str = "cifar10") ->
         raise FileNotFoundError(_missing_folder_message(data_root, folder, layout))
 
     classes = _read_class_names(folder / layout.meta_file, layout)
-    train = [_read_batch(folder / name, layout, len(classes)) for name in layout.train_files]
-    test = [_read_batch(folder / layout.test_file, layout, len(classes))]
+    train = [_read_batch(folder / name, layout) for name in layout.train_files]
+    test = [_read_batch(folder / layout.test_file, layout)]
     train_x, train_y = _stack(train)
     test_x, test_y = _stack(test)
     return CifarArrays(train_x, train_y, test_x, test_y, classes)
+
+
+def file_problems(root: str | os.PathLike | None = None, which: str = "cifar10") -> list[str]:
+    """Read every file of ``which`` under ``root`` and say what is wrong with each damaged one.
+
+    Parameters
+    ----------
+    root : str, os.PathLike or None
+        Data root, resolved by :func:`resolve_data_root`.
+    which : {"cifar10", "cifar100"}
+
+    Returns
+    -------
+    list of str
+        One message per missing, damaged or unsafe file, in the order :func:`load_cifar` reads
+        them (each names the file, what is wrong and the fix); [] when every file loads. A
+        missing folder is one message (:func:`missing_data_message`).
+
+    Raises
+    ------
+    ValueError
+        If ``which`` is not one of the allowed values.
+    """
+    layout = _layout(which)
+    folder = expected_folder(root, which)
+    if not folder.is_dir():
+        return [missing_data_message(root, which)]
+    problems = []
+    # Unlike load_cifar, go on past a bad file: a user re-extracting wants the whole list at once.
+    for name, read in [(layout.meta_file, _read_class_names)] + [(n, _read_batch) for n in layout.train_files
+                                                                 + (layout.test_file,)]:
+        try:
+            read(folder / name, layout)
+        except (CifarFileError, FileNotFoundError, UnsafePickleError) as err:
+            problems.append(str(err))
+    return problems

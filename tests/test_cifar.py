@@ -142,7 +142,8 @@ def test_missing_folder_hints_when_root_is_the_folder_itself(cifar10_root):
 @pytest.mark.parametrize("name", ["data_batch_3", "test_batch", "batches.meta"])
 def test_missing_file_is_named(cifar10_root, name):
     (cifar10_root["folder"] / name).unlink()
-    with pytest.raises(FileNotFoundError, match=re.escape(str(cifar10_root["folder"] / name))):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(cifar10_root["folder"] / name)) + ".*"
+                       + fix_for(cifar10_root["root"])):
         cifar.load_cifar(cifar10_root["root"])
 
 # ---------------------------------------------------------------------------------------------
@@ -168,15 +169,17 @@ def test_missing_file_is_named(cifar10_root, name):
 ])
 def test_malformed_batch_names_file_expected_and_got(cifar10_root, changes, pattern):
     rewrite(cifar10_root["folder"], "data_batch_2", **changes)
-    with pytest.raises(ValueError, match=re.escape(str(cifar10_root["folder"] / "data_batch_2"))):
+    layout = re.escape(f"{cifar10_root['folder'] / 'data_batch_2'} is not a pickle of CIFAR-10's layout: ")
+    with pytest.raises(cifar.CifarFileError, match=layout):
         cifar.load_cifar(cifar10_root["root"])
-    with pytest.raises(ValueError, match=pattern):
+    with pytest.raises(cifar.CifarFileError, match=pattern):
         cifar.load_cifar(cifar10_root["root"])
 
 def test_wrong_number_of_class_names(cifar10_root):
     rewrite(cifar10_root["folder"], "batches.meta", label_names=[b"a", b"b"])
-    with pytest.raises(ValueError, match=r"batches\.meta: expected b'label_names' to be a list of "
-                                         r"10 names \(bytes or str\), got a list of 2 items"):
+    with pytest.raises(cifar.CifarFileError, match=r"batches\.meta is not a pickle of CIFAR-10's layout: "
+                                                  r"expected b'label_names' to be a list of "
+                                                  r"10 names \(bytes or str\), got a list of 2 items"):
         cifar.load_cifar(cifar10_root["root"])
 
 def test_files_re_pickled_under_python_3_with_str_keys_and_names(cifar10_root):
@@ -194,19 +197,89 @@ def test_files_re_pickled_under_python_3_with_str_keys_and_names(cifar10_root):
 
 def test_cifar100_label_range_is_100(cifar100_root):
     rewrite(cifar100_root["folder"], "test", fine_labels=[100] * CIFAR100_TEST)
-    with pytest.raises(ValueError, match=r"test: expected b'fine_labels' in \[0, 100\)"):
+    with pytest.raises(cifar.CifarFileError, match=r"test is not a pickle of CIFAR-100's layout: "
+                                                  r"expected b'fine_labels' in \[0, 100\)"):
         cifar.load_cifar(cifar100_root["root"], "cifar100")
 
 def test_file_that_is_not_a_dict(cifar10_root):
     write_pickle(cifar10_root["folder"] / "test_batch", [1, 2, 3])
-    with pytest.raises(ValueError, match=r"test_batch: expected a dict, got a list"):
+    with pytest.raises(cifar.CifarFileError, match=r"test_batch is not a pickle of CIFAR-10's layout: "
+                                                  r"expected a dict, got a list"):
         cifar.load_cifar(cifar10_root["root"])
 
-def test_truncated_file(cifar10_root):
+def fix_for(root: Path, archive: str = "cifar-10-python.tar.gz") -> str:
+    """The remedy a damaged-file message must end with, as a regex."""
+    return re.escape(f"Fix: re-extract {archive} (") + ".*" + re.escape(f") into {root}: tar -xzf {archive} -C {root}")
+
+
+# Cut points of a fake batch (~93 kB): inside the header, the label list, the image array, and its last byte.
+@pytest.mark.parametrize("keep", [0, 1, 100, 2_000, 50_000, -1], ids=lambda k: f"keep{k}")
+def test_truncated_batch_is_one_error_naming_file_problem_and_fix(cifar10_root, keep):
     path = cifar10_root["folder"] / "data_batch_4"
-    path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ValueError, match=r"data_batch_4 is not a complete pickle"):
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+    size = len(data[:keep])
+    with pytest.raises(cifar.CifarFileError) as info:
         cifar.load_cifar(cifar10_root["root"])
+    message = str(info.value)
+    assert re.match(re.escape(f"{path} is truncated (the pickle ends early: "), message), message
+    assert f"the file has {size:,} bytes)" in message
+    assert re.search(fix_for(cifar10_root["root"]) + "$", message), message
+    # Raised on its own: no "During handling..." chain under it in a test's report.
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("content", [b"not a pickle at all", b"\x1f\x8b\x08\x00 gzip bytes"], ids=["text", "gzip"])
+def test_bytes_that_are_no_pickle_say_so(cifar10_root, content):
+    path = cifar10_root["folder"] / "test_batch"
+    path.write_bytes(content)
+    with pytest.raises(cifar.CifarFileError, match=re.escape(f"{path} is not a pickle (the unpickler says: ")
+                       + ".*" + fix_for(cifar10_root["root"])):
+        cifar.load_cifar(cifar10_root["root"])
+
+
+def test_damaged_array_inside_a_complete_pickle_is_named(cifar10_root):
+    # A corrupted dtype code: the pickle parses, but numpy's reconstruction fails (a TypeError).
+    path = cifar10_root["folder"] / "data_batch_1"
+    path.write_bytes(path.read_bytes().replace(b"u1", b"zz"))
+    pattern = re.escape(f"{path} is damaged: unpickling it failed with TypeError: ") + ".*"
+    pattern += fix_for(cifar10_root["root"])
+    with pytest.raises(cifar.CifarFileError, match=pattern):
+        cifar.load_cifar(cifar10_root["root"])
+
+
+def test_cifar100_fix_names_its_archive(cifar100_root):
+    path = cifar100_root["folder"] / "train"
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(cifar.CifarFileError, match=r"train is truncated .*"
+                       + fix_for(cifar100_root["root"], "cifar-100-python.tar.gz")):
+        cifar.load_cifar(cifar100_root["root"], "cifar100")
+
+
+def test_file_problems_lists_each_damaged_file_once(cifar10_root):
+    folder = cifar10_root["folder"]
+    assert cifar.file_problems(cifar10_root["root"]) == []
+    for name in ("data_batch_2", "test_batch"):
+        (folder / name).write_bytes((folder / name).read_bytes()[:3_000])
+    rewrite(folder, "data_batch_5", labels=None)
+    (folder / "data_batch_1").unlink()
+    problems = cifar.file_problems(cifar10_root["root"])
+    # In load_cifar's reading order, one message per file, each naming it.
+    assert [p.split(" ")[0] for p in problems] == [
+        "CIFAR", str(folder / "data_batch_2"), str(folder / "data_batch_5"), str(folder / "test_batch")]
+    assert f"CIFAR file {folder / 'data_batch_1'} is missing" in problems[0]
+    assert "truncated" in problems[1] and "missing [b'labels']" in problems[2] and "truncated" in problems[3]
+    assert all(re.search(fix_for(cifar10_root["root"]), p) for p in problems), problems
+
+
+def test_file_problems_of_an_absent_folder_is_the_missing_data_message(tmp_path):
+    assert cifar.file_problems(tmp_path, "cifar100") == [cifar.missing_data_message(tmp_path, "cifar100")]
+    message = cifar.missing_data_message(tmp_path)
+    assert message.startswith(f"CIFAR-10 data not found: no folder {tmp_path / 'cifar-10-batches-py'}.")
+    with pytest.raises(FileNotFoundError) as info:
+        cifar.load_cifar(tmp_path)
+    assert str(info.value) == message
 
 # ---------------------------------------------------------------------------------------------
 # Restricted unpickler
