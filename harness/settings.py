@@ -50,7 +50,7 @@ TIERS = ("smoke", "slow", "gpu")
 # Spec fields added after STORE_VERSION 3: they enter Setting.cache_key only when not at these
 # defaults, so that the runs of settings that do not use them keep their keys (see Setting.spec).
 _KEYED_WHEN_SET = {"dataset": {"classes": None, "limit": None, "loader": None, "loader_kwargs": ()},
-                   "model": {"factory": None, "kwargs": ()}}
+                   "model": {"factory": None, "kwargs": ()}, "recipe": {"cohort": 1}}
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ class Setting:
         ValueError
             Naming the setting, when its loader or factory does not import or its data is invalid.
         """
-        parts = {"dataset": dataclasses.asdict(self.dataset), "model": dataclasses.asdict(self.model)}
+        parts = {"dataset": dataclasses.asdict(self.dataset), "model": dataclasses.asdict(self.model),
+                 "recipe": dataclasses.asdict(self.recipe)}
         for part, defaults in _KEYED_WHEN_SET.items():
             for name, default in defaults.items():
                 if parts[part][name] == default:
@@ -124,7 +125,7 @@ class Setting:
                 parts["model"]["source"] = plugins.source_digest(self.model.factory)
         except ValueError as exc:
             raise ValueError(f"setting {self.name!r}: {exc}") from exc
-        return {**parts, "recipe": dataclasses.asdict(self.recipe)}
+        return parts
 
     def serves(self, claim: str | None) -> bool:
         """Whether claim tests of ``claim`` run on this setting (``None``: a claim of every setting)."""
@@ -148,13 +149,17 @@ class Setting:
 _SMALL_CNN = ModelSpec("small_cnn", (16, 32, 32), dropout=0.1)
 _MEDIUM_CNN = ModelSpec("medium_cnn", (64, 128, 256, 256), dropout=0.1)
 _RESNET20 = ModelSpec("resnet20", (16, 32, 64), norm="batch")
+# Seeds train in cohorts (harness.cohort) of a setting's first look: 5 seeds at the smoke tier, whose
+# decisions double their seeds (5, 10, 20, 40: whole cohorts), 10 at the slow and gpu tiers. ResNet20's
+# BatchNorm running statistics cannot be updated under vmap: it trains one seed at a time.
+_SMOKE_COHORT = 5
 # Official recipe: 40 epochs, lr halved every 10, Gaussians and weight average on the checkpoints of
 # epochs 31-40 (0-based 30-39) at lr / 8. MediumCNN and ResNet20 as the official code. SmallCNN:
 # the official code trains it 10 epochs at a constant rate, which leaves no tail after a halving and
 # ends while accuracy still rises; we train it as [WB] did, 40 epochs (the source of T1's and T2's
 # SmallCNN numbers), with the official schedule and window. Full weights for every epoch:
 # 41 x 0.97M floats = 160 MB per MediumCNN run.
-_PAPER_RECIPE = Recipe(epochs=40, window=Window(epochs=10))
+_PAPER_RECIPE = Recipe(epochs=40, window=Window(epochs=10), cohort=10)
 
 _REGISTRY: dict[str, Setting] = {}
 
@@ -193,7 +198,7 @@ register(Setting(
     "digits-mlp", "smoke",
     DatasetSpec("digits", 8, n_val=200),
     ModelSpec("mlp", (64, 64)),
-    Recipe(epochs=16, batch_size=64, lr_halving_every=4, window=_SMOKE_WINDOW),
+    Recipe(epochs=16, batch_size=64, lr_halving_every=4, window=_SMOKE_WINDOW, cohort=_SMOKE_COHORT),
     max_seeds=40,  # a run takes ~0.2 s on 2 CPU cores; past 40 seeds the pairwise bootstraps dominate
     description="scikit-learn digits (8x8), 2x64 MLP, 16 epochs",
 ))
@@ -203,7 +208,7 @@ register(Setting(
     ModelSpec("small_cnn", (16, 32, 32), dropout=0.1),
     # 16 epochs: at 8 (halved every 2) the runs were still improving by ~1.3 points an epoch at the
     # last rate; at 16 the last phase is flat within one test-set standard error (README, "Regime").
-    Recipe(epochs=16, lr_halving_every=4, window=_SMOKE_WINDOW),
+    Recipe(epochs=16, lr_halving_every=4, window=_SMOKE_WINDOW, cohort=_SMOKE_COHORT),
     max_seeds=20,  # a run takes ~6 s on 2 CPU cores: 15 more seeds cost ~1.5 minutes
     description="synthetic 3x16x16, SmallCNN (16,32,32), 16 epochs",
 ))
@@ -216,7 +221,7 @@ register(Setting(
     "synthetic16-binary-mlp", "smoke",
     DatasetSpec("synthetic", 16, n_train=12_500, n_test=20_000, n_val=500, classes=(0, 1)),
     ModelSpec("mlp", (64, 64)),
-    Recipe(epochs=16, batch_size=64, lr_halving_every=4, window=_SMOKE_WINDOW),
+    Recipe(epochs=16, batch_size=64, lr_halving_every=4, window=_SMOKE_WINDOW, cohort=_SMOKE_COHORT),
     max_seeds=40,  # a run takes ~0.7 s on 2 CPU cores
     description="synthetic 3x16x16, classes 0 and 1, 2x64 MLP, 16 epochs",
     claims=_SEED_VARIABILITY,
@@ -229,7 +234,8 @@ for _data_name, _data in (
                       description=f"{_data_name}, SmallCNN (16,32,32), [WB]'s 40 epochs, official schedule"))
     register(Setting(f"{_data_name}-mediumcnn", "gpu", _data, _MEDIUM_CNN, _PAPER_RECIPE, n_seeds=10,
                       description=f"{_data_name}, MediumCNN (64,128,256,256), official recipe, 40 epochs"))
-    register(Setting(f"{_data_name}-resnet20", "gpu", _data, _RESNET20, _PAPER_RECIPE, n_seeds=10,
+    register(Setting(f"{_data_name}-resnet20", "gpu", _data, _RESNET20, dataclasses.replace(_PAPER_RECIPE, cohort=1),
+                      n_seeds=10,
                       description=f"{_data_name}, ResNet20v1 (BatchNorm), Adam recipe, 40 epochs"))
 
 
@@ -240,7 +246,7 @@ for _data_name, _data in (
 # last quarter of MediumCNN's run. The name says 10ep: synthetic32-smallcnn is the gpu tier's
 # 40-epoch [WB] recipe.
 register(Setting("synthetic32-smallcnn-10ep", "slow", DatasetSpec("synthetic", 32, n_train=50_000, n_test=10_000),
-                  _SMALL_CNN, Recipe(epochs=10, lr_halving_every=None, window=Window(epochs=5, per_epoch=2)),
+                  _SMALL_CNN, Recipe(epochs=10, lr_halving_every=None, window=Window(epochs=5, per_epoch=2), cohort=10),
                   n_seeds=10, max_seeds=10,
                   description="synthetic32, SmallCNN (16,32,32), the official 10 epochs at a constant rate"))
 
@@ -273,7 +279,8 @@ def dry_run(setting: Setting) -> Setting:
     sizes = (dict(n_train=DRY_RUN_DATA[0], n_test=DRY_RUN_DATA[1]) if ds.name == "synthetic" and ds.classes is None
              else dict(limit=DRY_RUN_DATA))
     recipe = dataclasses.replace(setting.recipe, epochs=DRY_RUN_EPOCHS, lr_halving_every=1, batch_size=DRY_RUN_BATCH,
-                                 weight_epochs="all", window=DRY_RUN_WINDOW)
+                                 weight_epochs="all", window=DRY_RUN_WINDOW,
+                                 cohort=min(setting.recipe.cohort, MIN_SEEDS))  # the cohort path, on its seeds
     return setting.replace(dataset=dataclasses.replace(ds, n_val=DRY_RUN_VAL, **sizes), recipe=recipe,
                            n_seeds=MIN_SEEDS, max_seeds=MIN_SEEDS, dry_run=True)
 

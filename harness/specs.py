@@ -293,6 +293,12 @@ class Recipe:
     window : Window or None
         The subspace window (a run keeps its snapshots); it must lie in the constant-rate tail
         after the last halving. None: the recipe has none, and the subspace claims refuse it.
+    cohort : int
+        Seeds trained together as one vectorised model (:mod:`harness.cohort`): seed s trains with
+        the seeds ``cohort * (s // cohort)`` to ``cohort * (s // cohort + 1) - 1``, always the same
+        ones, so a run stays a function of its setting and seed. 1: the per-seed loop of
+        :func:`harness.training.train` (the reference). Models with buffers (BatchNorm running
+        statistics) need 1.
     """
 
     epochs: int
@@ -301,9 +307,11 @@ class Recipe:
     lr_halving_every: int | None = 10
     weight_epochs: Literal["all"] | tuple[int, ...] = "all"
     window: Window | None = None
+    cohort: int = 1
 
     def __post_init__(self) -> None:
         check_int("Recipe.epochs", self.epochs, 1)
+        check_int("Recipe.cohort", self.cohort, 1)
         check_int("Recipe.batch_size", self.batch_size, 1)
         if not (isinstance(self.lr, (int, float)) and 0.0 < self.lr < 1.0):
             _fail("Recipe", "lr", self.lr, "a float in (0, 1)")

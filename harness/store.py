@@ -28,6 +28,20 @@ which is then renamed to ``seed=<s>``. ``rename`` is atomic, so a reader sees ei
 complete one, and a crash at any point leaves at most a ``.tmp-*`` folder, which the next writer of
 that seed removes.
 
+Cohorts
+-------
+A setting whose recipe trains seeds in cohorts (:attr:`harness.settings.Recipe.cohort` > 1) trains a
+missing seed together with the rest of its cohort (:func:`harness.cohort.train_cohort`), under the
+cohort's lock (``<root>/<key>/cohort=<first>-<last>.lock``), and stores every member that is
+missing, so a later request for a member is a hit.
+
+Memory
+------
+A store keeps the runs it has loaded or trained in memory (up to :data:`MEMO_BYTES`), so a session
+verifies each entry's checksums once; a later request for the run reads no file, only checks that
+its ``meta.json`` is still the one loaded (inode, size, modification time): an entry replaced or
+removed since is loaded again.
+
 Locking
 -------
 Every write happens under the run's :class:`filelock.FileLock` (:class:`harness.cachefiles.Locks`).
@@ -73,11 +87,15 @@ from harness.cachefiles import (
 from harness.provenance import harness_git_info, versions
 from harness.settings import STORE_VERSION, Setting
 from harness.validation import check_int
+from harness.cohort import cohort_seeds, train_cohort
 from harness.training import Run, train
 
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "arrays.safetensors"
 META_FILE = "meta.json"
+# Runs a store keeps in memory after loading or training them (oldest out first). 2 GiB holds a
+# smoke session's runs many times over and ten gpu-tier ResNet20 runs (53 MB each).
+MEMO_BYTES = 2 * 2**30
 ARRAY_FIELDS = ("eval_probs", "eval_labels", "final_logits", "window", "train_loss", "train_acc")
 
 # Top-level fields of meta.json and their JSON types; load rejects an entry missing any of them.
@@ -183,6 +201,13 @@ def _check_meta(meta: object, key: str, seed: int) -> None:
             raise InvalidEntry(f"meta.json lacks the sha256 and size of {name}")
 
 
+def _run_bytes(run: Run) -> int:
+    """Bytes of a run's tensors (what keeping it in memory costs)."""
+    tensors = [t for state in run.weights.values() for t in state.values()]
+    tensors += [getattr(run, name) for name in ARRAY_FIELDS]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 # ----------------------------------------------------------------------------------------------
 # Entries
 
@@ -271,7 +296,14 @@ class RunStore:
         The cache folder; created on the first write. It must not be an existing file.
     train_fn : callable, optional
         ``train_fn(setting, seed, **train_kwargs) -> Run``, called by :meth:`get_or_train` on a
-        miss. Default: :func:`harness.training.train`.
+        miss. Default: :func:`harness.training.train`, or :func:`harness.cohort.train_cohort` for
+        the cohort of a setting whose ``recipe.cohort`` > 1. A ``train_fn`` given (a test's fake)
+        trains every miss, one seed at a time.
+
+    Attributes
+    ----------
+    trained : list of tuple of (str, int)
+        (setting name, seed) of every run this store trained, in order: a sweep reports them.
 
     Raises
     ------
@@ -285,7 +317,10 @@ class RunStore:
             raise ValueError(f"run store root {str(self.root)!r} exists and is not a folder; "
                              "pass a folder path (it is created if absent)")
         self._train_fn = train if train_fn is None else train_fn
-        self._lock = Locks()  # of runs (<root>/<key>/seed=<s>.lock) and of derived files
+        self._by_cohort = train_fn is None
+        self._lock = Locks()  # of runs (<root>/<key>/seed=<s>.lock), cohorts and derived files
+        self._memo: dict[tuple[str, int], tuple[Run, int, tuple]] = {}  # (key, seed) -> (run, bytes, stamp)
+        self.trained: list[tuple[str, int]] = []
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -390,15 +425,18 @@ class RunStore:
             # under it would later be served as the plain run of that seed.
             raise ValueError(f"get_or_train keys runs by seed and cannot store runs with {', '.join(overridden)} "
                              "overridden; call harness.training.train directly for such runs")
-        runs = []
+        key, runs = setting.cache_key(), []
         for seed in seeds:
-            run = self.load(setting, seed)
-            if run is None:
+            run = self._recall(setting, seed) or self.load(setting, seed)
+            if run is None and self._by_cohort and setting.recipe.cohort > 1:
+                run = self._train_cohort(setting, seed, train_kwargs)
+            elif run is None:
                 with self._lock(self.path(setting, seed)):
                     # Another process may have trained it while we waited for the lock.
                     run = self.load(setting, seed)
                     if run is None:
                         run = self._train_and_save(setting, seed, train_kwargs)
+            self._remember(setting, run)
             runs.append(run)
         return runs
 
@@ -419,10 +457,56 @@ class RunStore:
         if not isinstance(run, Run) or run.seed != seed:
             raise ValueError(f"train_fn returned {type(run).__name__} with seed "
                              f"{getattr(run, 'seed', None)!r} for seed {seed}; expected a Run of that seed")
-        # Return what a later load returns, so a fresh run and a cached one compare equal.
+        return self._keep(setting, run)
+
+    def _keep(self, setting: Setting, run: Run) -> Run:
+        """Store a freshly trained ``run`` and return what a later load returns (its meta after JSON)."""
         run = dataclasses.replace(run, meta=_canonical_meta(run.meta))
         self.save(setting, run)
+        self.trained.append((setting.name, run.seed))
         return run
+
+    def _train_cohort(self, setting: Setting, seed: int, train_kwargs: dict) -> Run:
+        """The run of ``seed``, training its whole cohort under the cohort's lock and storing the missing members."""
+        members = cohort_seeds(seed, setting.recipe.cohort)
+        key = setting.cache_key()
+        with self._lock(self.root / key / f"cohort={members[0]}-{members[-1]}"):
+            # Under the lock: another process may have trained the cohort while we waited.
+            stored = {s: self.load(setting, s) for s in members}
+            if any(run is None for run in stored.values()):
+                for run in train_cohort(setting, members, **train_kwargs):
+                    if stored[run.seed] is None:
+                        stored[run.seed] = self._keep(setting, run)
+        for run in stored.values():
+            self._remember(setting, run)
+        return stored[seed]
+
+    def _stamp(self, setting: Setting, seed: int) -> tuple | None:
+        """(inode, size, mtime) of the entry's meta.json, None without one: what identifies the stored entry."""
+        try:
+            st = os.stat(self.path(setting, seed) / META_FILE)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _recall(self, setting: Setting, seed: int) -> Run | None:
+        """The run kept in memory, if the entry on disk is still the one it was loaded from."""
+        hit = self._memo.get((setting.cache_key(), seed))
+        if hit is None or hit[2] != self._stamp(setting, seed):
+            return None
+        return hit[0]
+
+    def _remember(self, setting: Setting, run: Run) -> None:
+        """Keep ``run`` in memory, dropping the oldest runs past :data:`MEMO_BYTES`."""
+        stamp = self._stamp(setting, run.seed)
+        if stamp is None:  # not stored (a fake train_fn's store that failed to write): nothing to check it by
+            return
+        self._memo[(setting.cache_key(), run.seed)] = (run, _run_bytes(run), stamp)
+        total = sum(n for _, n, _ in self._memo.values())
+        for old in list(self._memo):
+            if total <= MEMO_BYTES:
+                break
+            total -= self._memo.pop(old)[1]
 
     @staticmethod
     def _set_aside(entry: Path) -> Path:
