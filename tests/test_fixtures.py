@@ -239,3 +239,71 @@ def test_disk_estimate_counts_the_kept_weights_and_window_snapshots():
     line = disk_estimate(settings.get("digits-mlp"), 10)  # 8,970 parameters x (17 epochs + 12 snapshots) x 4 B
     assert line == ("digits-mlp: 10 runs to train, ~1.0 MB each (17 saved epochs and 12 window snapshots of 8,970 "
                     "parameters), ~9.9 MB in all")
+
+# ----------------------------------------------------------------------------------------------
+# The data check (fixtures.options): missing or damaged CIFAR data is said once, before any test.
+
+import torch  # noqa: E402 - this section's own import, kept with its tests
+
+
+def truncate(path: Path, keep: int = 3_000) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.fixture
+def fake_cifar10(tmp_path):
+    from fake_cifar import write_cifar10
+
+    return write_cifar10(tmp_path / "data")
+
+
+def test_data_check_says_missing_and_damaged_data_and_stops_only_tests_that_run(tmp_path, fake_cifar10):
+    from fixtures.options import data_check
+
+    needs = {"cifar10": {"cifar10-smallcnn": False, "cifar10-resnet20": True}}
+    lines, errors = data_check(needs, tmp_path / "none")
+    assert errors == [] and len(lines) == 1
+    assert lines[0].startswith(f"CIFAR-10 data not found: no folder {tmp_path / 'none' / 'cifar-10-batches-py'}.")
+    assert lines[0].endswith("The tests of cifar10-smallcnn, cifar10-resnet20 skip.")
+    assert data_check(needs, fake_cifar10["root"]) == ([], [])
+
+    for name in ("data_batch_3", "test_batch"):
+        truncate(fake_cifar10["folder"] / name)
+    lines, errors = data_check(needs, fake_cifar10["root"])
+    assert lines == [] and [e.split(" ")[:2] for e in errors] == [
+        ["--data-root:", str(fake_cifar10["folder"] / "data_batch_3")],
+        ["--data-root:", str(fake_cifar10["folder"] / "test_batch")]]
+    # Where every test of the data skips anyway (no CUDA), the damage is said, and the session goes on.
+    lines, errors = data_check({"cifar10": {"cifar10-smallcnn": False}}, fake_cifar10["root"])
+    assert errors == [] and len(lines) == 2
+    assert lines[0].startswith(f"{fake_cifar10['folder'] / 'data_batch_3'} is truncated")
+    assert lines[0].endswith("(the tests of cifar10-smallcnn skip for now)")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the gpu tier's CUDA skip needs a machine without CUDA")
+def test_missing_cifar_data_is_said_once_before_the_cuda_skip(session, pytester, tmp_path):
+    pytester.makepyfile(test_claim=CLAIM_TESTS)
+    result = session("-m", "gpu", "-k", "z1", f"--data-root={tmp_path / 'none'}")
+    outcomes = result.parseoutcomes()
+    assert result.ret == 0 and outcomes["skipped"] > 0 and "passed" not in outcomes and "failed" not in outcomes
+    folder = tmp_path / "none" / "cifar-10-batches-py"
+    result.stdout.fnmatch_lines([f"[[]data[]] CIFAR-10 data not found: no folder {folder}. *--data-root*"
+                                 "The tests of cifar10-smallcnn, *skip.",
+                                 "test_claim.py s*",  # the line comes before the first test
+                                 "*gpu tier: CUDA is not available*"])
+    assert sum("[data]" in line for line in result.outlines) == 1
+
+
+@pytest.mark.integration
+def test_damaged_cifar_data_stops_the_session_with_one_line_per_file(session, pytester, fake_cifar10):
+    pytester.makepyfile(test_claim=CLAIM_TESTS)
+    truncate(fake_cifar10["folder"] / "data_batch_3")
+    result = session("-m", "gpu", "-k", "z1 and cifar10-smallcnn", "--device", "cpu", "--dry-run",
+                     f"--data-root={fake_cifar10['root']}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --data-root: {fake_cifar10['folder'] / 'data_batch_3'} is truncated "
+                                 "(the pickle ends early: *; the file has 3,000 bytes). Fix: re-extract "
+                                 f"cifar-10-python.tar.gz (*) into {fake_cifar10['root']}: tar -xzf *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "test_claim.py" not in result.stdout.str()  # stopped before any test ran
