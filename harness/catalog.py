@@ -1,13 +1,14 @@
 """The claims catalog: each claim's statement, source, source numbers, thresholds and decision.
 
-This module is the one home of those facts. One :class:`ClaimInfo` per claim id of CLAIMS.md that
-has a test under ``claims/``; the report (``reports/``) prints it beside the measured evidence.
-The decision thresholds are the named constants below, grouped by claim with their provenance;
-the claim modules import them from here, and each entry's ``decision`` text is built from them,
-so that the text cannot state another threshold than the test uses (:data:`THRESHOLDS` names
-each claim's constants; ``tests/test_catalog.py`` checks both). ``Evidence(source=...)`` of a
-claim is its entry's :attr:`ClaimInfo.citation`. A test's ``@pytest.mark.claim(id=...)`` must name
-an id of :data:`CATALOG`.
+This module is the one home of those facts. One :class:`ClaimInfo` per claim id of the catalog
+(``docs/claims.md``, rendered from this module by ``python -m harness.catalog_doc``) that has a test
+under ``claims/``; the report (``reports/``) prints it beside the measured evidence. The decision
+thresholds are the named constants below, grouped by claim, each after a ``#:`` comment that gives
+its provenance (the catalog document prints it); the claim modules import them from here, and
+each entry's ``decision`` text is built from them, so that the text cannot state another threshold
+than the test uses (:data:`THRESHOLDS` names each claim's constants; ``tests/test_catalog.py``
+checks both). ``Evidence(source=...)`` of a claim is its entry's :attr:`ClaimInfo.citation`. A
+test's ``@pytest.mark.claim(id=...)`` must name an id of :data:`CATALOG`.
 """
 
 from __future__ import annotations
@@ -29,63 +30,70 @@ __all__ = [
 # Decision thresholds, fixed before any measurement (claims/test_*.py import them from here).
 
 # T1, T2, T3 (claims/test_trajectory.py)
-# [WB]: consecutive cosine > 0.95 after ~epoch 10 of SmallCNN training.
+#: [WB]: consecutive cosine > 0.95 after ~epoch 10 of SmallCNN training.
 T1_LATE_CONSECUTIVE_COS_MIN = 0.95
-# CLAIMS.md T1 and T3: "grow more similar" read as late steps at most half the size of early ones.
+#: The catalog's suggested decisions of T1 and T3: "grow more similar" read as late steps at most
+#: half the size of early ones.
 STEP_RATIO_MAX = 0.5
-# CLAIMS.md T2: a strong monotone decrease of cos(theta_0, theta_e) with e.
+#: The catalog's suggested decision of T2: a strong monotone decrease of cos(theta_0, theta_e) with e.
 T2_SPEARMAN_MAX = -0.8
 
 # I1, I2, I3, F1 (claims/test_independent_runs.py)
-# [Fort] Fig. 3 / [WB]: cross-seed cosine ~0-0.05; CLAIMS.md allows up to 0.1.
+#: [Fort] Fig. 3 / [WB]: cross-seed cosine ~0-0.05; the catalog's suggested decision allows up to 0.1.
 I1_CROSS_COS_MAX = 0.1
-# CLAIMS.md I1: late within-run cosine at least 0.5 above the cross-seed cosine.
+#: The catalog's suggested decision of I1: late within-run cosine at least 0.5 above the cross-seed cosine.
 I1_WITHIN_MINUS_CROSS_MIN = 0.5
-# [Fort] Fig. 5 reports 0.85-1.0; CLAIMS.md asks for at least 0.5.
+#: [Fort] Fig. 5 reports 0.85-1.0; the catalog's suggested decision asks for at least 0.5.
 I2_NORMALIZED_DIVERSITY_MIN = 0.5
-# CLAIMS.md I2: cross-seed disagreement at least 1.5 x the late within-run disagreement.
+#: The catalog's suggested decision of I2: cross-seed disagreement at least 1.5 x the late within-run
+#: disagreement.
 I2_CROSS_OVER_WITHIN_MIN = 1.5
-# I3: the within-run error overlap must exceed the cross-seed one (a difference above zero).
+#: I3: the within-run error overlap must exceed the cross-seed one (a difference above zero).
 I3_OVERLAP_GAP_MIN = 0.0
-# CLAIMS.md F1: nearest-neighbour purity of late checkpoints.
+#: The catalog's suggested decision of F1: nearest-neighbour purity of late checkpoints.
 F1_PURITY_MIN = 0.9
 
 # W1 (claims/test_window.py)
-# "Within noise": one binomial standard error of the final test accuracy, in each direction.
+#: "Within noise": one binomial standard error of the final test accuracy, in each direction.
 W1_NOISE_MULTIPLE = 1.0
 
 # S1, S2 (claims/test_subspaces.py)
-# CLAIMS.md S1: at least 95% of samples closer to their own centre than to any other solution.
+#: The catalog's suggested decision of S1: at least 95% of samples closer to their own centre than to
+#: any other solution.
 S1_OWN_MODE_FRACTION_MIN = 0.95
-# CLAIMS.md S2: near-accuracy subspace diversity at most 0.7 x the independent runs'.
+#: The catalog's suggested decision of S2: near-accuracy subspace diversity at most 0.7 x the
+#: independent runs'.
 S2_DIVERSITY_RATIO_MAX = 0.7
-# "Near the independent runs' accuracy": within 5 points of their mean test accuracy (fixed before
-# any measurement; the spread of independent runs' accuracies on the smoke settings is ~1-2 points).
+#: "Near the independent runs' accuracy": within 5 points of their mean test accuracy (fixed before
+#: any measurement; the spread of independent runs' accuracies on the smoke settings is ~1-2 points).
 S2_ACCURACY_BAND = 0.05
 
 # N1 (claims/test_ensembling.py; N2 and N3 compare with 0)
-# CLAIMS.md N1: the ensemble must beat its members, acc(K) - acc(1) > 0.
+#: The catalog's suggested decision of N1: the ensemble must beat its members, acc(K) - acc(1) > 0.
 N1_GAIN_MIN = 0.0
-# CLAIMS.md N1: the last step's gain, acc(K) - acc(K-1), at most 0.25 x the first,
-# acc(2) - acc(1). [WB] SmallCNN: first gain 4.1 points, 6 -> 10 members -0.4 points.
+#: The catalog's suggested decision of N1: the last step's gain, acc(K) - acc(K-1), at most 0.25 x the
+#: first, acc(2) - acc(1). [WB] SmallCNN: first gain 4.1 points, 6 -> 10 members -0.4 points.
 N1_LAST_OVER_FIRST_GAIN_MAX = 0.25
 
 # A1, A2, A3 (claims/test_seed_variability.py); [Banerjee]'s abstracts give no numbers.
-# CLAIMS.md A1: "alpha-close" is an alpha-trimming level of at most 0.05 (the third step of the
-# authors' grid); A2's excess over the null (a seed against itself) must stay below it.
+#: The catalog's suggested decision of A1: "alpha-close" is an alpha-trimming level of at most 0.05
+#: (the third step of the authors' grid); A2's excess over the null (a seed against itself) must
+#: stay below it.
 ALPHA_CLOSE = 0.05
-# A1 "approaches as M grows": the K-run ensemble's distance to its mixture below the 2-run ones'.
+#: A1 "approaches as M grows": the K-run ensemble's distance to its mixture below the 2-run ones'.
 A1_TREND_MAX = 0.0
-# A3 "above every ordinary seed's": the odd model's level minus the largest of its group's seeds > 0.
+#: A3 "above every ordinary seed's": the odd model's level minus the largest of its group's seeds > 0.
 A3_SEPARATION_MIN = 0.0
 
-# P3 (claims/test_alignment.py): alignment raises the cosine and lowers the barrier (differences
-# above 0); the aligned disagreement stays above I2_CROSS_OVER_WITHIN_MIN x the late within-run one.
+# P3 (claims/test_alignment.py)
+#: Alignment raises the cosine and lowers the barrier (differences above 0); the aligned
+#: disagreement stays above I2_CROSS_OVER_WITHIN_MIN x the late within-run one.
 P3_GAIN_MIN = 0.0
 
-# X1 (claims/test_dataset_shift.py): CLAIMS.md's corruptions (harness.corruptions has more), at
-# severities 1-5; every comparison is a sign: Brier gain below 0, JS differences and the trend above 0.
+# X1 (claims/test_dataset_shift.py)
+#: The catalog's two corruptions (harness.corruptions has more), at severities 1-5.
 X1_CORRUPTIONS = ("gaussian_noise", "shot_noise")
+#: Every comparison is a sign: Brier gain below 0, JS differences and the trend above 0.
 X1_GAIN_MIN = 0.0
 
 THRESHOLDS: dict[str, tuple[str, ...]] = {
@@ -118,7 +126,7 @@ class ClaimInfo:
     Attributes
     ----------
     id : str
-        CLAIMS.md id, e.g. "T1".
+        Catalog id (docs/claims.md), e.g. "T1".
     title : str
         A short name for tables.
     statement : str

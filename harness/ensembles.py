@@ -40,8 +40,9 @@ MAX_SUBSETS = 256
 # float64 values are 128 MiB, which bounds its memory whatever the number of subsets.
 _CHUNK_ELEMENTS = 1 << 24
 
-# Ensemble size K by tier: CLAIMS.md's "at least 5 runs in the smoke tier, 10 in the gpu tier" ([WB]'s
-# curve reaches 10). A decision over K-subsets needs K + 1 seeds (the jackknife leaves one out).
+# Ensemble size K by tier, as N1's decision in docs/claims.md states: 5 runs in the smoke tier, 10 in
+# the gpu tier ([WB]'s curve reaches 10). A decision over K-subsets needs K + 1 seeds (the jackknife
+# leaves one out).
 ENSEMBLE_SIZE = {"smoke": 5, "slow": 5, "gpu": 10}
 # A dry run's ensembles (harness.settings.dry_run): K + 1 = harness.stats.MIN_SEEDS seeds suffice.
 DRY_RUN_ENSEMBLE = 3

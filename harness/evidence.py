@@ -260,7 +260,7 @@ class Evidence:
     Attributes
     ----------
     claim : str
-        Catalog id (CLAIMS.md), e.g. "T1".
+        Catalog id (docs/claims.md), e.g. "T1".
     setting : str
     source : str
         What the source reports, e.g. "[WB] SmallCNN: consecutive cos > 0.95 after ~epoch 10".

@@ -29,7 +29,7 @@ pairwise_disagreement       (K, K) matrix of disagreement                    dis
 normalized_diversity        disagreement(pred, ref) / (1 - acc(pred))        dissimilarity [Fort] Fig. 5
 diversity_lower_model       (a_r - a) / (a_r + (a_r - 1)/(C - 1))            dissimilarity [Fort] code
 diversity_upper_model       a_r(1-a) + a(1-a_r) + (1-a_r)(1-a)(C-2)/(C-1)    dissimilarity [Fort] code
-diversity_bounds            (|a - a_r|, min(1, 2 - a - a_r))                 dissimilarity CLAIMS.md
+diversity_bounds            (|a - a_r|, min(1, 2 - a - a_r))                 dissimilarity docs/claims.md
 brier_score_loss            mean_n sum_c (p_nc - 1[c = y_n])^2               loss          [Fort] code
 nll                         mean_n -log max(p_n,y_n, NLL_EPS)                loss          [Fort] Sec. 5
 expected_calibration_error  sum_b |B_b|/N |acc_b - conf_b|, 15 bins (0, 1]   loss          Guo et al. 2017

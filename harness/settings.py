@@ -142,7 +142,7 @@ class Setting:
 
 
 # ----------------------------------------------------------------------------------------------
-# Registry. Paper-scale settings follow the official code (CLAIMS.md); smoke settings are
+# Registry. Paper-scale settings follow the official code (docs/claims.md); smoke settings are
 # scale-downs that keep the recipe's shape: Adam 1.6e-3 halved three times, four phases of equal
 # length, and the subspace window is the whole last phase at lr / 8, as the official epochs 31-40.
 

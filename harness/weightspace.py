@@ -140,7 +140,7 @@ def pairwise_cosine(thetas: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise ValueError(f"cosine is undefined for a zero vector: rows {rows} (or |entries| < 1e-154, whose "
                          f"squares underflow)")
     # G_ij / sqrt(G_ii G_jj) rather than normalising rows first: sqrt(G_ii^2) == G_ii exactly, so
-    # the diagonal gives exactly 1, and integer vectors give exact fractions (CLAIMS.md P1).
+    # the diagonal gives exactly 1, and integer vectors give exact fractions (docs/claims.md, P1).
     return (gram / (sq_norms[:, None] * sq_norms[None, :]).sqrt()).clamp(-1.0, 1.0)
 
 
