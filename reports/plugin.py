@@ -7,6 +7,12 @@ the results.json document), :mod:`reports.table` (the terminal table), :mod:`rep
 ``--report-dir DIR`` writes ``DIR/results.json`` (schema in ``reports/SCHEMA.md``) and then the
 rendered report (``reports.render.write_report``). A renderer that is missing or raises costs the
 rendered pages only: ``results.json`` is written first, and the terminal names the failure.
+
+The terminal's verdict table ends with what the report counts (:func:`reports.results.counts_text`):
+claim tests, negative controls and other tests, adding up to pytest's own count.
+
+Under ``--junitxml`` the tests' properties (the claim marker, the evidence, the verdict) go to the
+``<testsuite>`` as JSON, where the JUnit schema admits them (:mod:`reports.junit`).
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from reports.junit import SuiteProperties
 from reports.records import MARKER_PROPERTY, ClaimCollector, build_results, claim_marker_info, write_results
-from reports.results import RESULTS_NAME
+from reports.results import RESULTS_NAME, counts_text
 from reports.table import TABLE_HEADER, format_table, verdict_rows
 
 
@@ -60,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
     collector = ClaimCollector()
     config.stash[_KEY] = collector
     config.pluginmanager.register(collector, "ensemble-claims-collector")
+    config.pluginmanager.register(SuiteProperties(config), "ensemble-claims-junit")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -75,7 +83,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     collector = config.stash[_KEY]
     out_dir = Path(report_dir)
-    write_results(out_dir / RESULTS_NAME, build_results(config, collector.records(), time.monotonic() - collector.started))
+    duration_s = time.monotonic() - collector.started
+    write_results(out_dir / RESULTS_NAME, build_results(config, collector.records(), duration_s, collector.tests()))
     collector.written = out_dir / RESULTS_NAME
     # Render what was written (tuples become lists, numpy values numbers), so that rendering the
     # file later with `python -m reports.render` gives the same report.
@@ -90,6 +99,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.section("claim verdicts")
         for text in format_table(verdict_rows(records), TABLE_HEADER):
             terminalreporter.write_line(text)
+        # pytest's line below counts every test; this says which of them the table (and report) are.
+        terminalreporter.write_line(f"counted: {counts_text({'tests': collector.tests()})}")
     if collector.written is None:
         return
     terminalreporter.write_line(f"results: {collector.written}")

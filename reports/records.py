@@ -10,6 +10,9 @@ process sees reports but no test items:
 - the evidence arrives the same way, through ``record_property`` (see :mod:`fixtures.evidence`,
   :data:`harness.evidence.EVIDENCE_PROPERTY`).
 
+Every other test is counted too, by kind (:func:`kind_of_test`: claim tests, negative controls,
+other tests) and outcome, so that the report's counts add up to pytest's (:func:`tests_section`).
+
 :func:`build_results` adds provenance (:mod:`harness.provenance`), the options, the settings and
 the catalog entries of the claims that ran (reports/SCHEMA.md).
 """
@@ -21,7 +24,7 @@ import datetime as dt
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -29,9 +32,13 @@ import pytest
 from harness import provenance, settings
 from harness.catalog import CATALOG
 from harness.evidence import EVIDENCE_PROPERTY
-from reports.results import OUTCOMES, SCHEMA_VERSION, shorten, write_atomic
+from reports.results import OUTCOMES, SCHEMA_VERSION, TEST_KINDS, shorten, write_atomic
 
 MARKER_PROPERTY = "claim_marker"
+# The kinds of test the report counts (reports.results.TEST_KINDS), and how a negative control is named
+# (DESIGN.md: every claim has one; it is no claim test, as it decides no claim).
+CLAIM_TEST, NEGATIVE_CONTROL, OTHER_TEST = TEST_KINDS
+NEGATIVE_CONTROL_PREFIX = "test_negative_control_"
 MESSAGE_CHARS = 200  # results.json: enough for an exception's first line
 # How pytest names its own outcome exceptions in a crash line: the text after them is the message.
 OUTCOME_EXCEPTION_PREFIXES = ("Failed: ", "_pytest.outcomes.XFailed: ")
@@ -134,23 +141,34 @@ def skip_reason(report: pytest.TestReport) -> str | None:
     return None
 
 
-def _properties(report: pytest.TestReport, name: str) -> list:
-    return [value for key, value in report.user_properties if key == name]
+def _values(properties: Iterable[tuple[str, object]], name: str) -> list:
+    return [value for key, value in properties if key == name]
 
 
-def claim_record(reports: Sequence[pytest.TestReport]) -> dict | None:
+def claim_record(reports: Sequence[pytest.TestReport], properties: Sequence[tuple[str, object]] | None = None
+                 ) -> dict | None:
     """The results.json record of one claim test from its reports (setup, call, teardown, in order).
 
-    Each report carries the ``claim_marker`` property (:func:`pytest_itemcollected`).
+    Parameters
+    ----------
+    reports : sequence of pytest.TestReport
+        The test's reports, in order.
+    properties : sequence of (str, object), optional
+        The test's user properties, with the ``claim_marker`` property (:func:`pytest_itemcollected`);
+        by default the last report's (each phase's report carries every property recorded so far).
 
-    None when no phase decided an outcome (a session interrupted during the test).
+    Returns
+    -------
+    dict or None
+        None when no phase decided an outcome (a session interrupted during the test).
     """
     decided = decisive_report(reports)
     if decided is None:
         return None
-    last = reports[-1]  # each phase's report carries every property recorded so far
-    marker = _properties(last, MARKER_PROPERTY)[-1]
-    evidence = _properties(last, EVIDENCE_PROPERTY)
+    last = reports[-1]
+    properties = last.user_properties if properties is None else properties
+    marker = _values(properties, MARKER_PROPERTY)[-1]
+    evidence = _values(properties, EVIDENCE_PROPERTY)
     main = evidence[-1] if evidence else None
     return {
         "nodeid": last.nodeid,
@@ -166,24 +184,67 @@ def claim_record(reports: Sequence[pytest.TestReport]) -> dict | None:
     }
 
 
+def kind_of_test(nodeid: str, is_claim_test: bool) -> str:
+    """Which count of the report a test goes to: ``"claim"``, ``"negative_control"`` or ``"other"``.
+
+    Parameters
+    ----------
+    nodeid : str
+        The test's pytest node id (``path::[Class::]function[params]``).
+    is_claim_test : bool
+        Whether the test carries the ``claim`` marker; a marked test is a claim test whatever its name.
+    """
+    if is_claim_test:
+        return CLAIM_TEST
+    function = nodeid.rsplit("::", 1)[-1].split("[", 1)[0]
+    return NEGATIVE_CONTROL if function.startswith(NEGATIVE_CONTROL_PREFIX) else OTHER_TEST
+
+
+def tests_section(kinds_and_outcomes: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """results.json's ``tests``: the number of tests of each kind per outcome, every kind and outcome present.
+
+    Parameters
+    ----------
+    kinds_and_outcomes : iterable of (str, str)
+        One (:func:`kind_of_test`, outcome as :func:`phase_outcome` names it) per test that has one.
+    """
+    counts = Counter(kinds_and_outcomes)
+    return {kind: {outcome: counts[kind, outcome] for outcome in OUTCOMES} for kind in TEST_KINDS}
+
+
 class ClaimCollector:
-    """Keeps the reports of every claim test, in the order the tests first reported."""
+    """Keeps the reports of every test, in the order the tests first reported, and their properties."""
 
     def __init__(self) -> None:
         self.reports: dict[str, list[pytest.TestReport]] = {}
+        self.properties: dict[str, list[tuple[str, object]]] = {}  # each test's, as its last report had them
         self.started = time.monotonic()
         self.written: Path | None = None  # results.json, once written
         self.rendered: dict[str, Path] = {}
         self.render_error: str | None = None
 
-    @pytest.hookimpl
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if _properties(report, MARKER_PROPERTY):
-            self.reports.setdefault(report.nodeid, []).append(report)
+    # The outermost wrapper: it sees each report before reports.junit takes the properties off it
+    # (under --junitxml), and keeps them for the records.
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, object, object]:
+        self.reports.setdefault(report.nodeid, []).append(report)
+        self.properties[report.nodeid] = list(report.user_properties)
+        return (yield)
+
+    def _is_claim_test(self, nodeid: str) -> bool:
+        return bool(_values(self.properties[nodeid], MARKER_PROPERTY))
 
     def records(self) -> list[dict]:
         """One record per claim test that has an outcome, in run order."""
-        return [r for r in map(claim_record, self.reports.values()) if r is not None]
+        records = (claim_record(reports, self.properties[nodeid]) for nodeid, reports in self.reports.items()
+                   if self._is_claim_test(nodeid))
+        return [r for r in records if r is not None]
+
+    def tests(self) -> dict[str, dict[str, int]]:
+        """:func:`tests_section` of every test that has an outcome: one outcome each, as in its record."""
+        decided = ((nodeid, decisive_report(reports)) for nodeid, reports in self.reports.items())
+        return tests_section((kind_of_test(nodeid, self._is_claim_test(nodeid)), phase_outcome(report))
+                             for nodeid, report in decided if report is not None)
 
 
 
@@ -236,8 +297,13 @@ def catalog_section(claim_ids: Iterable[str]) -> dict[str, dict]:
     return {cid: info.to_dict() for cid, info in CATALOG.items() if cid in ran}
 
 
-def build_results(config: pytest.Config, records: list[dict], duration_s: float) -> dict:
-    """The results.json document of a finished session."""
+def build_results(config: pytest.Config, records: list[dict], duration_s: float,
+                  tests: dict[str, dict[str, int]] | None = None) -> dict:
+    """The results.json document of a finished session.
+
+    ``tests`` (:func:`tests_section`, :meth:`ClaimCollector.tests`) is written as the ``tests``
+    key when given: the session's tests of every kind, as ``summary`` counts the claim tests.
+    """
     options, device = harness_options(config)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -250,6 +316,7 @@ def build_results(config: pytest.Config, records: list[dict], duration_s: float)
         "settings": settings_section(r["setting"] for r in records if r["setting"]),
         "catalog": catalog_section(r["claim"] for r in records if r["claim"]),
         "summary": summary_counts(records),
+        **({} if tests is None else {"tests": tests}),
         "claims": records,
     }
 

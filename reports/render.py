@@ -8,7 +8,8 @@ One module on purpose (over 400 lines): the two documents share every content fu
 cards, criteria rows, details), and splitting them by format would separate a format from the
 content it formats. Reading results.json is :mod:`reports.results`'s.
 
-Both documents hold the same content: a header (time, command, commit, machine, duration, counts),
+Both documents hold the same content: a header (time, command, commit, machine, duration, and the
+tests counted: claim tests, negative controls and other tests, adding up to pytest's count),
 a verdict table with one row per claim record (its three-valued verdict, a declared finding marked
 as such, the seed count of each look, and its headline criterion: the first refuted one, else the
 first inconclusive one, else the first) and one card per record, ordered by claim id then setting,
@@ -49,13 +50,13 @@ from reports.results import (
     INCONCLUSIVE,
     LEGACY_FAIL,
     LEGACY_PASS,
-    OUTCOMES,
     REFUTED,
     REPRODUCES,
     RESULTS_NAME,
     SCHEMA_VERSION,
     UNDECIDABLE,
     ResultsError,
+    counts_text,
     headline_criterion,
     load_results,
     looks_text,
@@ -278,15 +279,6 @@ def _detail_items(evidence: dict) -> list[tuple[str, str]]:
     return items
 
 
-def _counts(results: dict) -> str:
-    """'20 passed, 2 xfailed' from the session summary, or counted from the records when absent."""
-    summary, prefix = results.get("summary"), ""
-    if not isinstance(summary, dict):
-        summary = {o: sum(r.get("outcome") == o for r in results["claims"]) for o in OUTCOMES}
-        prefix = f"{len(results['claims'])} claim records: "
-    return prefix + (", ".join(f"{n} {o}" for o, n in summary.items() if n) or "none")
-
-
 def _header_items(results: dict) -> list[tuple[str, str]]:
     """(label, text) pairs of the report header; fields the file lacks are left out."""
     command = results.get("command")
@@ -304,7 +296,7 @@ def _header_items(results: dict) -> list[tuple[str, str]]:
              ("machine", "; ".join(h for h in hardware if h)),
              ("options", ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)),
              ("duration", f"{duration:.1f} s" if isinstance(duration, (int, float)) else ""),
-             ("results", _counts(results))]
+             ("tests", counts_text(results))]
     return [(label, text) for label, text in items if text]
 
 

@@ -2,7 +2,7 @@
 the renderer, the comparison and the stability check that read it: its name and version, the
 outcomes and verdicts it records, reading it (:func:`load_results`: validated, older schema
 versions upgraded, one error type), which criterion explains a claim's verdict and how it reads
-(:func:`headline`), and writing a file atomically.
+(:func:`headline`), what the report counts (:func:`counts_text`), and writing a file atomically.
 
 The verdicts, the property names under which evidence travels through pytest, and the formatting
 of a criterion live in :mod:`harness.evidence`, the layer both the claim tests and the reports
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from harness.evidence import DIRECTIONS, INCONCLUSIVE, REFUTED, REPRODUCES, format_criterion
@@ -24,6 +25,12 @@ RESULTS_NAME = "results.json"
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (SCHEMA_VERSION, 2, 1)
 OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped", "error")  # pytest's summary order
+# The kinds of test results.json's "tests" counts (reports.records.kind_of_test): tests marked
+# `claim`, negative controls (test_negative_control_*, no claim marker: they decide no claim), the rest.
+TEST_KINDS = ("claim", "negative_control", "other")
+_KIND_NOUNS = {"claim": ("claim test", "claim tests"), "negative_control": ("negative control", "negative controls"),
+               "other": ("other test", "other tests")}
+NOT_COUNTED = "negative controls and other tests not counted in this file"
 # Schema versions 1 and 2 decided PASS/FAIL on one bound against the threshold: a FAIL may have
 # been refuted or inconclusive in version 3's terms, so their verdicts keep labels of their own.
 LEGACY_PASS, LEGACY_FAIL = "PASS (schema 2)", "FAIL (schema 2)"
@@ -33,9 +40,9 @@ _V1_OUTCOMES = {"xfail": "xfailed", "xpass": "xpassed"}
 _HEADLINE_RANK = {REFUTED: 0, LEGACY_FAIL: 0, INCONCLUSIVE: 1}
 
 __all__ = ["INCONCLUSIVE", "LEGACY_FAIL", "LEGACY_PASS", "LEGACY_VERDICTS", "OUTCOMES", "READABLE_VERSIONS",
-           "REFUTED", "REPRODUCES", "RESULTS_NAME", "SCHEMA_VERSION", "UNDECIDABLE", "VERDICTS", "ResultsError",
-           "headline", "headline_criterion", "holds", "load_results", "looks_text", "results_file", "shorten",
-           "upgrade", "upgrade_evidence", "upgrade_record", "write_atomic"]
+           "REFUTED", "REPRODUCES", "RESULTS_NAME", "SCHEMA_VERSION", "TEST_KINDS", "UNDECIDABLE", "VERDICTS",
+           "ResultsError", "counts_text", "headline", "headline_criterion", "holds", "load_results", "looks_text",
+           "results_file", "shorten", "upgrade", "upgrade_evidence", "upgrade_record", "write_atomic"]
 
 
 class ResultsError(ValueError):
@@ -210,6 +217,55 @@ def upgrade_record(record: dict) -> dict:
     evidence = record.get("evidence")
     return {**record, "evidence": upgrade_evidence(evidence) if evidence else evidence,
             "evidence_more": [upgrade_evidence(e) for e in record.get("evidence_more") or []]}
+
+
+def _number_of(n: int, kind: str) -> str:
+    singular, plural = _KIND_NOUNS.get(kind, (f"{kind} test", f"{kind} tests"))
+    return f"{n} {singular if n == 1 else plural}"
+
+
+def _outcomes_text(counts: Mapping[str, int]) -> str:
+    # As pytest's terminal line words them: "1 error", "3 errors".
+    return ", ".join(f"{counts[o]} {o}{'s' if o == 'error' and counts[o] != 1 else ''}"
+                     for o in OUTCOMES if counts.get(o))
+
+
+def _kind_text(kind: str, counts: Mapping[str, int]) -> str:
+    n = sum(counts.values())
+    return _number_of(n, kind) + (f" ({_outcomes_text(counts)})" if n else "")
+
+
+def counts_text(results: Mapping) -> str:
+    """What the report counts, in words that add up to pytest's own count.
+
+    With ``results["tests"]`` (every test of the session by kind and outcome, :data:`TEST_KINDS`):
+    the claim tests, the negative controls and the other tests (those two when there are any), then
+    the total by outcome, which is pytest's terminal line, but for one thing: here each test has one
+    outcome, while pytest counts a failing teardown as an error besides the test's own outcome (a
+    test that passed, then failed in teardown, is here an error; one that failed is here failed).
+    Without it (a file written before the key existed): the claim tests alone, from
+    ``results["summary"]`` or else counted from the records, saying that the rest was not counted.
+
+    Examples
+    --------
+    >>> counts_text({"tests": {"claim": {"passed": 29, "xfailed": 3}, "negative_control": {"passed": 45}}})
+    '32 claim tests (29 passed, 3 xfailed), 45 negative controls (45 passed); 77 tests in all: 74 passed, 3 xfailed'
+    >>> counts_text({"summary": {"passed": 2}, "claims": [{}, {}]})
+    '2 claim tests (2 passed); negative controls and other tests not counted in this file'
+    """
+    tests = results.get("tests")
+    if not isinstance(tests, Mapping):
+        summary = results.get("summary")
+        if not isinstance(summary, Mapping):
+            claims = results.get("claims") or []
+            summary = {o: sum(r.get("outcome") == o for r in claims) for o in OUTCOMES}
+        return f"{_kind_text('claim', summary)}; {NOT_COUNTED}"
+    parts = [_kind_text(kind, tests.get(kind) or {}) for kind in TEST_KINDS
+             if kind == "claim" or sum((tests.get(kind) or {}).values())]
+    total = {o: sum((tests.get(kind) or {}).get(o, 0) for kind in TEST_KINDS) for o in OUTCOMES}
+    n = sum(total.values())
+    in_all = f"{n} {'test' if n == 1 else 'tests'} in all" + (f": {_outcomes_text(total)}" if n else "")
+    return f"{', '.join(parts)}; {in_all}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -188,9 +188,25 @@ def test_renders_without_catalog_settings_or_summary(results, drawn):
     bare = {k: v for k, v in results.items() if k not in ("catalog", "settings", "summary", "git", "options")}
     page = render.render_html(bare, figures=drawn)
     assert len(verdict_table_rows(page)) == len(results["claims"])
-    assert "8 claim records: 2 passed, 3 failed, 1 xfailed, 1 skipped, 1 error" in page
+    assert ("8 claim tests (2 passed, 3 failed, 1 xfailed, 1 skipped, 1 error); "
+            "negative controls and other tests not counted in this file") in page
     # The source number falls back to the evidence's source text.
     assert "[WB] SmallCNN: consecutive cos &gt; 0.95 after ~epoch 10" in page
+
+
+def test_header_counts_claim_tests_negative_controls_and_other_tests_as_pytest_does(results, drawn):
+    # The fixture's 8 claim tests (its summary) and a session's other tests, as the plugin counts them.
+    tests = {"claim": results["summary"], "negative_control": {"passed": 45, "failed": 1},
+             "other": {"passed": 3}}
+    counted = ("8 claim tests (2 passed, 3 failed, 1 xfailed, 1 skipped, 1 error), "
+               "46 negative controls (45 passed, 1 failed), 3 other tests (3 passed); "
+               "57 tests in all: 50 passed, 4 failed, 1 xfailed, 1 skipped, 1 error")
+    page = render.render_html({**results, "tests": tests}, figures=drawn)
+    assert f"<dt>tests</dt><dd>{counted}</dd>" in page
+    assert f"- **tests:** {counted}" in render.render_markdown({**results, "tests": tests})
+    # A file from before "tests" says what it leaves out rather than passing its claim count off as pytest's.
+    assert "- **tests:** 8 claim tests (2 passed, 3 failed, 1 xfailed, 1 skipped, 1 error); negative controls and " \
+           "other tests not counted in this file" in render.render_markdown(results)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from harness import provenance, settings
 from harness.training import resolve_device
 from reports import plugin, records, table
-from reports.results import SCHEMA_VERSION, headline
+from reports.results import SCHEMA_VERSION, counts_text, headline
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ sys.modules["reports.render"].write_report = write_report
 # exception); Z1 on synthetic16-cnn is a declared finding, refuted as declared; Z2 is inconclusive
 # at the seed cap (its statistic is NaN); Z5 records two pieces of evidence; Z9 is refuted on its
 # second criterion (the headline) and, on synthetic16-cnn, a declared finding that reproduces; the
-# last test records an "evidence" property but is no claim test. The evidence is written as
+# test_not_a_claim records an "evidence" property but is no claim test; the last is a negative control. The evidence is written as
 # harness.evidence.Evidence.to_dict() writes it (schema version 3), and recorded as
 # fixtures.evidence's record_evidence does: through record_property, with the marker.
 CLAIM_TESTS = '''
@@ -163,6 +163,10 @@ def test_z9(setting, request, record_property):
 
 def test_not_a_claim(record_property):
     record_property("evidence", {"not": "a claim"})
+
+
+def test_negative_control_z1_copies_are_refuted():
+    pass
 '''
 
 FIELDS = ("claim", "source", "setting", "outcome", "skip_reason", "message")
@@ -220,7 +224,7 @@ def session(pytester, tmp_path, monkeypatch):
 @pytest.mark.parametrize("args", [("-p", "no:xdist"), ("-n", "2")], ids=["serial", "xdist"])
 def test_results_json_records_every_claim_test_and_the_terminal_shows_them(session, tmp_path, args):
     result = session(*args)
-    result.assert_outcomes(passed=3, failed=4, errors=3, skipped=1, xfailed=1, xpassed=1)
+    result.assert_outcomes(passed=4, failed=4, errors=3, skipped=1, xfailed=1, xpassed=1)
     results = json.loads((tmp_path / "report" / "results.json").read_text())
 
     records = sorted(results["claims"], key=lambda r: r["nodeid"])  # xdist runs them in any order
@@ -237,6 +241,9 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
     assert results["schema_version"] == SCHEMA_VERSION == 3
     assert results["summary"] == {"passed": 1, "failed": 4, "xfailed": 1, "xpassed": 1, "skipped": 1, "error": 3}
     assert results["git"] == {"commit": None, "dirty": None}  # the pytester folder is no git checkout
+    # Every test, by kind: pytest's 4 passed are these 3 and Z5, whose teardown error is its outcome here.
+    only_passed = {"passed": 1, "failed": 0, "xfailed": 0, "xpassed": 0, "skipped": 0, "error": 0}
+    assert results["tests"] == {"claim": results["summary"], "negative_control": only_passed, "other": only_passed}
     assert results["command"][0] == "pytest" and f"--report-dir={tmp_path / 'report'}" in results["command"]
     assert results["duration_s"] > 0 and results["created"].endswith("+00:00")
     assert results["machine"]["device"] == str(resolve_device("auto"))
@@ -263,6 +270,9 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
         "Z9 *digits-mlp *second: 0.25 [[]0.15, 0.35[]] >= 0.5 *refuted *5 *failed",
         "Z9 *synthetic16-cnn *score: 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5 *failed",
         f"results: {tmp_path / 'report' / 'results.json'}",
+        "counted: 11 claim tests (1 passed, 4 failed, 1 xfailed, 1 xpassed, 1 skipped, 3 errors), "
+        "1 negative control (1 passed), 1 other test (1 passed); "
+        "13 tests in all: 3 passed, 4 failed, 1 xfailed, 1 xpassed, 1 skipped, 3 errors",
         f"report: {tmp_path / 'report' / 'index.html'}, {tmp_path / 'report' / 'summary.md'}",
     ])
     assert "not_a_claim" not in json.dumps(results) and result.stdout.str().count("claim verdicts") == 1
@@ -294,6 +304,41 @@ def test_setting_is_the_setting_argument_else_the_parametrize_id():
 
 def test_git_info_is_null_outside_a_checkout_and_without_git(tmp_path, monkeypatch):
     assert provenance.git_info(tmp_path) == {"commit": None, "dirty": None}
+@pytest.mark.parametrize(("nodeid", "is_claim_test", "kind"), [
+    ("claims/test_e.py::test_n1_ensembles_beat_members[digits-mlp]", True, "claim"),
+    ("claims/test_e.py::test_negative_control_n1_copies_are_refuted[digits-mlp]", False, "negative_control"),
+    ("claims/test_e.py::TestN::test_negative_control_n2", False, "negative_control"),
+    ("claims/test_e.py::test_negative_control_marked_as_a_claim", True, "claim"),
+    ("tests/test_x.py::test_helper[test_negative_control_id]", False, "other"),
+    ("tests/test_negative_control_module.py::test_other", False, "other"),
+])
+def test_a_test_is_a_claim_test_by_its_marker_a_negative_control_by_its_name(nodeid, is_claim_test, kind):
+    assert records.kind_of_test(nodeid, is_claim_test) == kind
+
+
+def test_tests_section_counts_each_kind_per_outcome_every_key_present():
+    section = records.tests_section([("claim", "passed"), ("claim", "xfailed"), ("negative_control", "passed"),
+                                     ("claim", "passed")])
+    assert section["claim"] == {"passed": 2, "failed": 0, "xfailed": 1, "xpassed": 0, "skipped": 0, "error": 0}
+    assert sum(section["negative_control"].values()) == 1 and sum(section["other"].values()) == 0
+    assert list(section) == ["claim", "negative_control", "other"]
+
+
+@pytest.mark.parametrize(("results", "text"), [
+    ({"tests": {"claim": {"passed": 29, "xfailed": 3}, "negative_control": {"passed": 45}, "other": {}}},
+     "32 claim tests (29 passed, 3 xfailed), 45 negative controls (45 passed); 77 tests in all: 74 passed, 3 xfailed"),
+    ({"tests": {"claim": {}, "negative_control": {"passed": 1}, "other": {"error": 1}}},
+     "0 claim tests, 1 negative control (1 passed), 1 other test (1 error); 2 tests in all: 1 passed, 1 error"),
+    ({"tests": {"claim": {}}}, "0 claim tests; 0 tests in all"),
+    ({"summary": {"passed": 2, "error": 2}, "claims": []},
+     "4 claim tests (2 passed, 2 errors); negative controls and other tests not counted in this file"),
+    ({"claims": [{"outcome": "failed"}]},
+     "1 claim test (1 failed); negative controls and other tests not counted in this file"),
+], ids=["claims-and-controls", "singular", "nothing", "summary-only", "records-only"])
+def test_counts_text_says_what_it_counts_and_adds_up_to_pytests_count(results, text):
+    assert counts_text(results) == text
+
+
     monkeypatch.setenv("PATH", str(tmp_path))  # no git executable to be found
     assert provenance.git_info(ROOT) == {"commit": None, "dirty": None}
 
