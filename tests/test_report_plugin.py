@@ -240,10 +240,10 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
 
     assert results["schema_version"] == SCHEMA_VERSION == 3
     assert results["summary"] == {"passed": 1, "failed": 4, "xfailed": 1, "xpassed": 1, "skipped": 1, "error": 3}
-    assert results["git"] == {"commit": None, "dirty": None}  # the pytester folder is no git checkout
     # Every test, by kind: pytest's 4 passed are these 3 and Z5, whose teardown error is its outcome here.
     only_passed = {"passed": 1, "failed": 0, "xfailed": 0, "xpassed": 0, "skipped": 0, "error": 0}
     assert results["tests"] == {"claim": results["summary"], "negative_control": only_passed, "other": only_passed}
+    assert results["git"] == {"commit": None, "dirty": None}  # the pytester folder is no git checkout
     assert results["command"][0] == "pytest" and f"--report-dir={tmp_path / 'report'}" in results["command"]
     assert results["duration_s"] > 0 and results["created"].endswith("+00:00")
     assert results["machine"]["device"] == str(resolve_device("auto"))
@@ -269,10 +269,10 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
         "Z8 *- *fixture 'no_such_fixture' not found *- *- *error",
         "Z9 *digits-mlp *second: 0.25 [[]0.15, 0.35[]] >= 0.5 *refuted *5 *failed",
         "Z9 *synthetic16-cnn *score: 0.9 [[]0.8, 1[]] >= 0.5 *reproduces *5 *failed",
-        f"results: {tmp_path / 'report' / 'results.json'}",
         "counted: 11 claim tests (1 passed, 4 failed, 1 xfailed, 1 xpassed, 1 skipped, 3 errors), "
         "1 negative control (1 passed), 1 other test (1 passed); "
         "13 tests in all: 3 passed, 4 failed, 1 xfailed, 1 xpassed, 1 skipped, 3 errors",
+        f"results: {tmp_path / 'report' / 'results.json'}",
         f"report: {tmp_path / 'report' / 'index.html'}, {tmp_path / 'report' / 'summary.md'}",
     ])
     assert "not_a_claim" not in json.dumps(results) and result.stdout.str().count("claim verdicts") == 1
@@ -302,8 +302,6 @@ def test_setting_is_the_setting_argument_else_the_parametrize_id():
     assert records.setting_of({}, None) is None
 
 
-def test_git_info_is_null_outside_a_checkout_and_without_git(tmp_path, monkeypatch):
-    assert provenance.git_info(tmp_path) == {"commit": None, "dirty": None}
 @pytest.mark.parametrize(("nodeid", "is_claim_test", "kind"), [
     ("claims/test_e.py::test_n1_ensembles_beat_members[digits-mlp]", True, "claim"),
     ("claims/test_e.py::test_negative_control_n1_copies_are_refuted[digits-mlp]", False, "negative_control"),
@@ -339,6 +337,8 @@ def test_counts_text_says_what_it_counts_and_adds_up_to_pytests_count(results, t
     assert counts_text(results) == text
 
 
+def test_git_info_is_null_outside_a_checkout_and_without_git(tmp_path, monkeypatch):
+    assert provenance.git_info(tmp_path) == {"commit": None, "dirty": None}
     monkeypatch.setenv("PATH", str(tmp_path))  # no git executable to be found
     assert provenance.git_info(ROOT) == {"commit": None, "dirty": None}
 
