@@ -118,7 +118,11 @@ def train(
     data_root: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Run:
-    """Train one run of ``setting`` and return its trajectory.
+    """Train one run of ``setting`` and return its trajectory: the per-seed reference loop.
+
+    The run store trains a setting whose ``recipe.cohort`` is above 1 with
+    :func:`harness.cohort.train_cohort` instead (its seeds together, other floats); this loop is
+    the reference those runs are compared with (tests/test_cohort.py).
 
     Parameters
     ----------
