@@ -5,6 +5,17 @@ the shared store by whoever trains it, with the store's atomic write and per-run
 (harness.store.RunStore): two sweeps asking for the same run train it once, and ``pytest claims/``
 then reads the store.
 
+Your own settings (a module that calls harness.settings.register) are swept after
+``--settings-module MODULE`` (repeatable) or ``ENSEMBLE_CLAIMS_SETTINGS=MODULE[,MODULE]``, as in
+pytest.
+
+``--executor ray`` connects to ``--ray-address`` (else ``$RAY_ADDRESS``, else a local cluster it
+starts): ``HOST:PORT`` (the ``--port`` of ``ray start --head``), ``ray://HOST:PORT`` (its Ray Client
+server; ``pip install 'ray[client]'``) or ``auto``. A cluster with token authentication needs its
+token here: ``RAY_AUTH_TOKEN=<token>``, ``RAY_AUTH_TOKEN_PATH=<file>`` or ``~/.ray/auth_token``; token
+mode is turned on whenever one is found (harness.raycluster), and a failed connection is one error
+saying what was tried and how to fix it.
+
 Examples
 --------
 .. code-block:: console
@@ -12,6 +23,9 @@ Examples
     $ python -m harness.sweep digits-mlp synthetic16-cnn --seeds 0-9
     $ python -m harness.sweep synthetic32-resnet20 --seeds 0-9 --executor ray --ray-address auto \\
           --runs-dir=/shared/runs --device cuda
+    $ RAY_AUTH_TOKEN=$(ray get-auth-token) python -m harness.sweep digits-mlp --seeds 0-9 \\
+          --executor ray --ray-address 10.0.0.5:6379
+    $ python -m harness.sweep my-setting --seeds 0-3 --settings-module my_settings
 
 >>> parse_seeds(["0-3,7", "10"])
 (0, 1, 2, 3, 7, 10)
@@ -20,6 +34,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import secrets
 import socket
@@ -31,16 +46,18 @@ from pathlib import Path
 
 import torch
 
+from harness import raycluster
 from harness import settings as settings_lib
 from harness.settings import Setting
 from harness.store import RunStore
 from harness.training import train
 
-__all__ = ["EXECUTORS", "Job", "Outcome", "check_runs_dir", "missing_jobs", "parse_seeds", "run_local", "run_ray",
-           "sweep", "train_job"]
+__all__ = ["EXECUTORS", "SETTINGS_MODULES_ENV", "Job", "Outcome", "check_runs_dir", "import_settings_modules",
+           "missing_jobs", "parse_seeds", "run_local", "run_ray", "settings_module_names", "sweep", "train_job"]
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install -c constraints.txt -e '.[ray]'"
+SETTINGS_MODULES_ENV = "ENSEMBLE_CLAIMS_SETTINGS"  # comma-separated modules, as --settings-module
 # A worker that dies (node lost, out of memory, killed) has its run trained again this many times.
 RAY_RETRIES = 3
 
@@ -129,6 +146,36 @@ def check_runs_dir(runs_dir: str | os.PathLike) -> Path:
     return folder
 
 
+def settings_module_names(given: Sequence[str], environ: dict | os._Environ) -> tuple[str, ...]:
+    """The settings modules to import: those of $ENSEMBLE_CLAIMS_SETTINGS (comma-separated), then ``given``.
+
+    Without repeats, in that order.
+    """
+    from_env = [m.strip() for m in environ.get(SETTINGS_MODULES_ENV, "").split(",") if m.strip()]
+    return tuple(dict.fromkeys(from_env + [m.strip() for m in given if m.strip()]))
+
+
+def import_settings_modules(modules: Sequence[str], search_dir: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Import ``modules``, which register settings (harness.settings.register) as they are imported.
+
+    ``search_dir`` (the folder the user ran the command in) goes first on ``sys.path`` when missing:
+    ``pytest`` and a console script, unlike ``python -m``, do not put it there.
+
+    Raises
+    ------
+    ValueError
+        Naming the module and its own error, whatever that is: it is what the user must fix.
+    """
+    if modules and search_dir is not None and str(search_dir) not in sys.path:
+        sys.path.insert(0, str(search_dir))
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # the module's own error, whatever it is, is what the user must fix
+            raise ValueError(f"--settings-module {module}: {type(exc).__name__}: {exc}") from None
+    return tuple(modules)
+
+
 def missing_jobs(store: RunStore, jobs: Iterable[Job]) -> tuple[list[Outcome], list[Job]]:
     """Split ``jobs`` into the runs already in ``store`` (as cached outcomes) and those to train."""
     cached, missing = [], []
@@ -197,8 +244,10 @@ def run_ray(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root:
             task: Callable[..., Outcome] = train_job) -> Iterator[Outcome]:
     """Train ``jobs`` as Ray tasks, one per run, yielding outcomes as they finish.
 
-    Connects to the cluster at ``address`` (or ``RAY_ADDRESS``); without either, starts a local
-    cluster and shuts it down at the end. Each task trains with this process's torch thread count T,
+    Connects to the cluster at ``address`` (``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``; else
+    ``RAY_ADDRESS``) with its auth token where one is found (harness.raycluster.connect, which raises
+    one :class:`~harness.raycluster.RayConnectionError` saying what was tried); without either,
+    starts a local cluster. It disconnects, or shuts the local cluster down, at the end. Each task trains with this process's torch thread count T,
     so that a run is bitwise the one trained here (float reductions depend on T), asks for
     ``cpus_per_run`` CPUs (default T: two runs of T threads on T cores run 4x slower than one after
     the other, measured) and ``gpus_per_run`` GPUs (default: 1 when ``device`` is CUDA, else 0), and
@@ -208,8 +257,7 @@ def run_ray(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root:
     ray = _ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, logging_level="ERROR",
-                 log_to_driver=False)
+        raycluster.connect(ray, address, logging_level="ERROR", log_to_driver=False)
     try:
         gpus = gpus_per_run if gpus_per_run is not None else (1.0 if str(device).startswith("cuda") else 0.0)
         threads = torch.get_num_threads()
@@ -264,15 +312,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=os.environ.get("ENSEMBLE_CLAIMS_RUNS_DIR", "runs"),
                         help="the run store (default: $ENSEMBLE_CLAIMS_RUNS_DIR, else runs/)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
-    parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: $RAY_ADDRESS, else a "
-                                                           "local one)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="the Ray cluster of --executor ray: HOST:PORT (the --port of `ray start --head`), "
+                             "ray://HOST:PORT (its Ray Client server) or auto (default: $RAY_ADDRESS, else a local "
+                             "cluster). With token authentication, give its token as $RAY_AUTH_TOKEN, "
+                             "$RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
     parser.add_argument("--cpus-per-run", type=float, default=None,
                         help="default: torch's thread count here (set OMP_NUM_THREADS=1 for one CPU per run)")
     parser.add_argument("--gpus-per-run", type=float, default=None, help="default: 1 on CUDA, else 0")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=os.environ.get("ENSEMBLE_CLAIMS_DATA_ROOT"))
+    parser.add_argument("--settings-module", action="append", default=[], metavar="MODULE",
+                        help=f"import MODULE first (repeatable; also ${SETTINGS_MODULES_ENV}, comma-separated): it "
+                             "registers your settings with harness.settings.register, which can then be swept")
     args = parser.parse_args(argv)
     try:
+        import_settings_modules(settings_module_names(args.settings_module, os.environ), os.getcwd())
         chosen = [settings_lib.get(name) for name in args.settings]
         seeds = None if args.seeds == ["all"] else parse_seeds(args.seeds)
         jobs = [Job(s, seed) for s in chosen for seed in (range(s.max_seeds) if seeds is None else seeds)]
@@ -282,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          **ray_options)
     except (ValueError, KeyError) as err:
         parser.error(str(err.args[0]) if err.args else str(err))
+    except raycluster.RayConnectionError as err:  # not a usage error: the cluster or its token
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 

@@ -1,6 +1,8 @@
-"""harness.sweep: seeds, the store check, the command line, and the Ray executor on a local 2-CPU cluster.
+"""harness.sweep: seeds, the store check, the command line, user settings, and the Ray executor.
 
-The Ray tests share one local cluster (started once, ~5 s) and train digits-mlp runs (~0.2 s each).
+The Ray tests share one local 2-CPU cluster (started once, ~5 s) and train digits-mlp runs (~0.2 s
+each); they, the concurrent sweeps and the subprocess tests are marked ``integration``. Clusters
+started with ``ray start`` and token authentication are tested in test_raycluster.py.
 """
 
 import os
@@ -14,7 +16,8 @@ import torch
 
 from harness import settings
 from harness.store import RunStore
-from harness.sweep import Job, Outcome, check_runs_dir, main, parse_seeds, run_local, run_ray, sweep, train_job
+from harness.sweep import (SETTINGS_MODULES_ENV, Job, Outcome, check_runs_dir, main, parse_seeds, run_local, run_ray,
+                           settings_module_names, sweep, train_job)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = settings.get("digits-mlp")
@@ -103,6 +106,80 @@ def test_a_store_the_worker_cannot_see_is_named(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
+# User settings: --settings-module and $ENSEMBLE_CLAIMS_SETTINGS
+
+
+def test_settings_module_names_take_the_environment_then_the_flags_once_each():
+    environ = {SETTINGS_MODULES_ENV: " a, b ,,"}
+    assert settings_module_names(["c", "a"], environ) == ("a", "b", "c")
+    assert settings_module_names([], {}) == ()
+
+
+@pytest.fixture
+def user_modules(tmp_path, monkeypatch):
+    """Write settings modules into tmp_path, the working folder; registrations and imports undone after."""
+    monkeypatch.setattr(settings, "_REGISTRY", dict(settings._REGISTRY))  # registrations stay in the test
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)  # `python -m harness.sweep` finds modules in the folder it runs in
+    monkeypatch.delenv(SETTINGS_MODULES_ENV, raising=False)
+    written = []
+
+    def write(module: str, body: str) -> str:
+        (tmp_path / f"{module}.py").write_text(body)
+        written.append(module)
+        return module
+
+    yield write
+    for module in written:
+        sys.modules.pop(module, None)
+
+
+def _tiny_setting_module(name: str) -> str:
+    """A module registering ``name``: digits-mlp under another name (~0.2 s a run)."""
+    return ("import dataclasses\n"
+            "from harness import settings\n"
+            f"settings.register(dataclasses.replace(settings.get('digits-mlp'), name={name!r}, "
+            "description='a user setting'))\n")
+
+
+def test_settings_modules_from_the_flag_and_the_environment_are_swept(user_modules, monkeypatch, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    from_flag = user_modules("my_flag_settings", _tiny_setting_module("my-flag-tiny"))
+    from_env = user_modules("my_env_settings", _tiny_setting_module("my-env-tiny"))
+    monkeypatch.setenv(SETTINGS_MODULES_ENV, from_env)
+    assert main(["my-flag-tiny", "my-env-tiny", "--seeds", "0", f"--runs-dir={runs}", "--settings-module",
+                 from_flag]) == 0
+    out = capsys.readouterr().out
+    # the two are digits-mlp under other names: one cache key, so one of them is trained, the other found
+    assert "my-flag-tiny seed=0" in out and "my-env-tiny seed=0" in out and "failed 0" in out
+    for name in ("my-flag-tiny", "my-env-tiny"):
+        assert RunStore(runs).load(settings.get(name), 0) is not None
+
+
+def test_the_environment_alone_makes_a_user_setting_sweepable(user_modules, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(SETTINGS_MODULES_ENV, user_modules("my_only_env_settings", _tiny_setting_module("my-tiny")))
+    assert main(["my-tiny", "--seeds", "0-1", f"--runs-dir={tmp_path / 'runs'}"]) == 0
+    assert capsys.readouterr().out.count("my-tiny seed=") == 2
+
+
+def test_a_failing_settings_module_is_a_usage_error_naming_it(user_modules, tmp_path, capsys):
+    broken = user_modules("my_broken_settings", "raise RuntimeError('no such factory')\n")
+    for argv in (["--settings-module", broken], ["--settings-module", "no_such_settings_module"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["digits-mlp", "--seeds", "0", f"--runs-dir={tmp_path}", *argv])
+        assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--settings-module my_broken_settings: RuntimeError: no such factory" in err
+    assert "--settings-module no_such_settings_module: ModuleNotFoundError" in err
+
+
+def test_without_its_module_a_user_setting_is_unknown(user_modules, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["my-missing-tiny", "--seeds", "0", f"--runs-dir={tmp_path}"])
+    assert "unknown setting 'my-missing-tiny'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
 # Ray, on a local cluster of 2 CPUs
 
 
@@ -120,6 +197,7 @@ def _weights(run):
     return {(e, k): v for e, state in run.weights.items() for k, v in state.items()}
 
 
+@pytest.mark.integration
 def test_runs_trained_through_ray_are_bitwise_those_trained_in_process(ray_cluster, tmp_path):
     jobs = [Job(DIGITS, seed) for seed in (0, 1)]
     via_ray = list(run_ray(jobs, str(check_runs_dir(tmp_path / "ray"))))
@@ -132,6 +210,7 @@ def test_runs_trained_through_ray_are_bitwise_those_trained_in_process(ray_clust
         assert torch.equal(a.eval_probs, b.eval_probs) and torch.equal(a.final_logits, b.final_logits)
 
 
+@pytest.mark.integration
 def test_two_concurrent_sweeps_train_each_run_once(ray_cluster, tmp_path):
     jobs = [Job(DIGITS, seed) for seed in range(4)]
     results, errors = [], []
@@ -163,6 +242,7 @@ def dies_once(job: Job, runs_dir: str, device: str, data_root: str | None, threa
     return train_job(job, runs_dir, device, data_root, threads)
 
 
+@pytest.mark.integration
 def test_a_worker_killed_mid_run_is_retried_and_leaves_no_corrupt_entry(ray_cluster, tmp_path):
     runs = check_runs_dir(tmp_path / "runs")
     outcomes = list(run_ray([Job(DIGITS, 0), Job(DIGITS, 1)], str(runs), task=dies_once))
@@ -173,6 +253,7 @@ def test_a_worker_killed_mid_run_is_retried_and_leaves_no_corrupt_entry(ray_clus
     assert not list(key_dir.glob(".tmp-*")) and not (key_dir / ".corrupt").exists()
 
 
+@pytest.mark.integration
 def test_a_failing_run_on_ray_is_reported_while_the_others_land(ray_cluster, tmp_path):
     runs = str(check_runs_dir(tmp_path / "runs"))
     jobs = [Job(settings.get("cifar10-smallcnn"), 0), Job(DIGITS, 0), Job(DIGITS, 1)]
@@ -196,6 +277,7 @@ def _pytest(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("form", ["equals", "environment"])
 def test_documented_runs_dir_forms_work_without_a_test_path(tmp_path, form):
     # `pytest --runs-dir DIR` (a space, no test path) makes pytest take DIR for a test path when it
@@ -207,6 +289,7 @@ def test_documented_runs_dir_forms_work_without_a_test_path(tmp_path, form):
     assert f"runs-dir={runs}," in result.stdout and "test_window.py" in result.stdout
 
 
+@pytest.mark.integration
 def test_an_unwritable_runs_dir_fails_the_session_once(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -215,6 +298,7 @@ def test_an_unwritable_runs_dir_fails_the_session_once(tmp_path):
     assert result.stderr.count("--runs-dir: the run store") == 1 and "cannot be created or written" in result.stderr
 
 
+@pytest.mark.integration
 def test_pytest_hands_missing_runs_to_the_ray_executor(tmp_path):
     result = _pytest("--executor", "ray", f"--runs-dir={tmp_path / 'runs'}", "claims/test_window.py", "-m", "smoke",
                      "-k", "negative and digits")
