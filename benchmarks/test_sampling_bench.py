@@ -1,4 +1,20 @@
-"""The cost of one sampled BatchNorm model: statistics on the whole training split, or on the subset.
+"""The cost of sampled models' predictions.
+
+Batched against looped
+----------------------
+``harness.subspace.predict_states`` (:mod:`harness.evaluation`) evaluates sampled weight vectors
+either one model at a time (``method="looped"``, the reference) or a chunk at a time with
+``torch.func.vmap`` (``method="batched"``). ``test_sampled_models`` times both in one run, one group
+per model and device so that the ratio shows side by side: 8 random-direction samples of a
+SmallCNN on the synthetic16 test split (1,000 16x16 images) and of an MLP on the digits test split,
+on the CPU and on CUDA (skipped without CUDA). The weights are the initialisation's (the cost does
+not depend on them).
+
+Run: ``pytest benchmarks/test_sampling_bench.py -k sampled_models --benchmark-only
+--benchmark-group-by=group``.
+
+BatchNorm statistics on the whole split or on a subset
+------------------------------------------------------
 
 For each sample, ``harness.subspace.predict_states`` recomputes a ResNet20's BatchNorm statistics
 (``recompute_batchnorm_stats_`` on ``batchnorm_inputs`` of the training split) and predicts the
@@ -13,10 +29,12 @@ Run: ``pytest benchmarks/test_sampling_bench.py --benchmark-only``.
 import pytest
 import torch
 
+from harness import data as data_lib
 from harness import settings
 from harness.interpolation import BATCHNORM_IMAGES, batchnorm_inputs, recompute_batchnorm_stats_
 from harness.models import build
-from harness.training import predict_proba
+from harness.subspace import ENSEMBLE_SCALES, flatten, predict_states, random_direction_samples
+from harness.training import Run, predict_proba
 
 SETTING = "synthetic32-resnet20"
 N_TRAIN, N_TEST = 49_500, 10_000
@@ -38,3 +56,34 @@ def test_one_sampled_resnet20(benchmark, images):
     probs = benchmark.pedantic(one_sample, rounds=1, iterations=1)
     assert probs.shape == (N_TEST, setting.dataset.num_classes)
     benchmark.extra_info.update(device=device, statistics_images=images)
+
+
+SAMPLED = {"synthetic16-cnn": 8, "digits-mlp": 8}  # setting -> sampled models
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="needs CUDA"))]
+
+
+def initial_run(setting: settings.Setting) -> Run:
+    """A one-checkpoint run of ``setting``'s model at its seed-0 initialisation."""
+    torch.manual_seed(0)
+    model = build(setting.model, setting.dataset.input_shape, setting.dataset.num_classes)
+    empty = torch.zeros(0)
+    return Run(setting_key=setting.cache_key(), seed=0, init_seed=0, data_seed=0, weights={0: model.state_dict()},
+               eval_probs=empty, eval_labels=empty, final_logits=empty, window=empty, train_loss=empty,
+               train_acc=empty)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", list(SAMPLED))
+@pytest.mark.parametrize("method", ["looped", "batched"])
+def test_sampled_models(benchmark, name, method, device):
+    setting = settings.get(name)
+    data = data_lib.load(setting.dataset)
+    run = initial_run(setting)
+    thetas = random_direction_samples(flatten(run.weights[0]), SAMPLED[name], ENSEMBLE_SCALES.random,
+                                      torch.Generator().manual_seed(0))
+    benchmark.group = f"{SAMPLED[name]} sampled {name} on {device}, {len(data.test)} test images"
+    probs = benchmark(predict_states, setting, run, thetas, data.test.x, train_x=data.train.x, device=device,
+                      method=method)
+    assert probs.shape == (SAMPLED[name], len(data.test), setting.dataset.num_classes)
+    benchmark.extra_info.update(device=device, method=method, models=SAMPLED[name])

@@ -4,8 +4,8 @@ Every sampler is a pure function of flat weights (or a run's checkpoints), a sam
 and a ``torch.Generator``; it returns flat float32 vectors in the order of
 :func:`harness.weightspace.weight_vector` with ``subset="all"`` (every floating-point parameter;
 BatchNorm running statistics and ``num_batches_tracked`` are buffers and are never perturbed:
-:func:`unflatten` keeps them from the template). :func:`predict_states` turns the vectors into
-softmax probabilities.
+:func:`unflatten` keeps them from the template). :func:`predict_states` (from
+:mod:`harness.evaluation`, re-exported here) turns the vectors into softmax probabilities.
 
 Samplers (the official code's four) and weight averaging:
 
@@ -34,14 +34,13 @@ keeps rank 5 (the paper's legend says 4). Our constants, :data:`ENSEMBLE_SCALES`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
-from harness.interpolation import batchnorm_inputs, recompute_batchnorm_stats_
-from harness.settings import Setting
-from harness.training import Run, model_at, predict_proba
+from harness.evaluation import predict_states
+from harness.training import Run
 from harness.validation import check_int
 from harness.weightspace import parameter_names, weight_vector
 
@@ -349,63 +348,3 @@ def sample(sampler: str, run: Run, n: int, scales: Scales, generator: torch.Gene
     if sampler == "diag":
         return diagonal_gaussian_samples(window_snapshots(run), n, scales.diag, generator, scales.gaussian_spread)
     return low_rank_gaussian_samples(window_snapshots(run), n, scales.pca, generator, scales.gaussian_spread)
-
-
-# ----------------------------------------------------------------------------------------------
-# Predictions
-
-
-def predict_states(setting: Setting, run: Run, states: torch.Tensor | Sequence[Mapping[str, torch.Tensor]],
-                   x: torch.Tensor, batch_size: int | None = None, train_x: torch.Tensor | None = None,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """Softmax probabilities of many weight vectors of ``run``'s architecture, in eval mode.
-
-    One model (``run``'s final epoch, on ``device``) is loaded with each state in turn. For models
-    with BatchNorm the running statistics of every state are recomputed on a fixed subset of
-    ``train_x`` (:func:`harness.interpolation.batchnorm_inputs`) after the perturbation
-    (:func:`harness.interpolation.recompute_batchnorm_stats_`): the statistics of the unperturbed
-    centre would not describe the perturbed network.
-
-    Parameters
-    ----------
-    setting : Setting
-        The run's setting.
-    run : Run
-        Gives the architecture and the buffers of flat states.
-    states : torch.Tensor, shape (K, D), or sequence of K state dicts
-        Flat vectors as the samplers return (:func:`unflatten` into the final epoch's state), or
-        complete state dicts.
-    x : torch.Tensor, shape (N, C, H, W)
-        Inputs, e.g. ``harness.data.load(setting.dataset).test.x``.
-    batch_size : int, optional
-        Evaluation batch (default: :func:`harness.training.predict_logits`'s for the device).
-    train_x : torch.Tensor, shape (M, C, H, W), optional
-        Training inputs; required when the model has BatchNorm layers.
-    device : torch.device or str
-        Where the forward passes run (inputs are moved there once).
-
-    Returns
-    -------
-    torch.Tensor, shape (K, N, classes), float32, on the CPU
-    """
-    model = model_at(setting, run, run.epochs[-1]).to(device)
-    x = x.to(device)
-    train_x = None if train_x is None else batchnorm_inputs(train_x).to(device)
-    template = run.weights[run.epochs[-1]]
-    if isinstance(states, torch.Tensor):
-        if states.ndim != 2:
-            raise ValueError(f"states must be flat vectors (K, D) or a list of state dicts; got shape "
-                             f"{tuple(states.shape)}")
-        states = [unflatten(row, template) for row in states]
-    if len(states) == 0:
-        raise ValueError("states is empty: expected at least one weight vector")
-    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if has_bn and train_x is None:
-        raise ValueError(f"{setting.name} has BatchNorm layers: pass train_x to recompute their statistics")
-    out = []
-    for state in states:
-        model.load_state_dict(state)
-        if has_bn:
-            recompute_batchnorm_stats_(model, train_x)
-        out.append(predict_proba(model, x, batch_size))
-    return torch.stack(out)

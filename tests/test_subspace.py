@@ -134,6 +134,10 @@ def test_predict_states_equals_run_predictions(tmp_path):
     assert torch.equal(window_snapshots(run)[-1], final)  # the window ends with the final weights
     with pytest.raises(ValueError, match="at least one"):
         predict_states(setting, run, [], x)
+    # Both methods of harness.evaluation, behind the name this module re-exports.
+    looped = predict_states(setting, run, window_snapshots(run)[:3], x, method="looped")
+    batched = predict_states(setting, run, window_snapshots(run)[:3], x, method="batched")
+    torch.testing.assert_close(batched, looped, atol=1e-6, rtol=0)
 
 
 def test_window_snapshots_of_a_recipe_without_a_window_is_a_clear_error(tmp_path):
