@@ -17,9 +17,11 @@ Two engines compute the same mathematics:
     are launch-bound and one batched call replaces S; on this project's 2-core CPU the digits MLP
     trains ~9x faster than the per-seed loop at 8 seeds.
 ``"loop"``
-    One functional forward pass per seed, channels-last: on a CPU, grouped and vmapped
-    convolutions ran slower than S separate ones (SmallCNN, 8 seeds: 1.56 s against 1.06 s for 10
-    steps), so convolutional models take this engine there.
+    One functional forward pass per seed: on a CPU, grouped and vmapped convolutions ran slower
+    than S separate ones (SmallCNN, 8 seeds: 1.56 s against 1.06 s for 10 steps), so
+    convolutional models take this engine there. Its evaluation passes run channels-last
+    (:func:`harness.training.inference_layout`); its training passes do not (channels-last
+    parameters and gradients cost more in layout copies than they saved, measured).
 
 :func:`engine_for` picks by device and model. Dropout masks do not come from ``nn.Dropout``: its
 Bernoulli draws took half of a SmallCNN's CPU training step. :func:`dropout_mask` draws 16-bit
@@ -56,6 +58,7 @@ from harness.training import (
     DivergedError,
     Run,
     derive_seed,
+    inference_layout,
     resolve_device,
 )
 from harness.validation import check_int
@@ -157,7 +160,7 @@ class _Cohort:
     """The cohort's parameters and its forward pass, by engine.
 
     ``params`` are the optimiser's leaves: with ``"vmap"`` one stacked (S, ...) tensor per name, with
-    ``"loop"`` one tensor per seed and name, the 4-d ones channels-last (faster CPU convolutions).
+    ``"loop"`` one tensor per seed and name.
     """
 
     def __init__(self, models: list[nn.Module], engine: str) -> None:
@@ -172,8 +175,8 @@ class _Cohort:
             self._vmapped = vmap(self._call, in_dims=(0, 0, 0), randomness="different")
             self._vmapped_eval = vmap(self._call, in_dims=(0, None, None), randomness="different")
         else:
-            self.per_seed = [{name: p.detach().clone(memory_format=_layout(p)).requires_grad_()
-                              for name, p in m.named_parameters()} for m in models]
+            self.per_seed = [{name: p.detach().clone().requires_grad_() for name, p in m.named_parameters()}
+                             for m in models]
             self.leaves = [p for params in self.per_seed for p in params.values()]
 
     def _call(self, params: dict, x: torch.Tensor, masks: list | None) -> torch.Tensor:
@@ -186,8 +189,7 @@ class _Cohort:
         self.base.train()
         if self.engine == "vmap":
             return self._vmapped(self.stacked, x, masks)
-        return torch.stack([self._call(params, _channels_last(x[s]), [m[s] for m in masks])
-                            for s, params in enumerate(self.per_seed)])
+        return torch.stack([self._call(params, x[s], [m[s] for m in masks]) for s, params in enumerate(self.per_seed)])
 
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -199,7 +201,7 @@ class _Cohort:
             if self.engine == "vmap":
                 chunks.append(self._vmapped_eval(self.stacked, xb, None).float().cpu())
             else:
-                xb = _channels_last(xb)
+                xb = inference_layout(xb)
                 chunks.append(torch.stack([self._call(p, xb, None) for p in self.per_seed]).float().cpu())
         return torch.cat(chunks, dim=1)
 
@@ -207,14 +209,6 @@ class _Cohort:
         """Seed ``s``'s state dict: CPU float32 copies in the model's order, standard layout."""
         source = {n: p[s] for n, p in self.stacked.items()} if self.engine == "vmap" else self.per_seed[s]
         return {n: source[n].detach().to("cpu").clone(memory_format=torch.contiguous_format) for n in self.names}
-
-
-def _layout(t: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if t.ndim == 4 else torch.contiguous_format
-
-
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def train_cohort(
