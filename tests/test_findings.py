@@ -6,7 +6,7 @@ import pytest
 from harness import findings, settings
 from harness.catalog import CATALOG
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+FINDINGS_DOC = Path(__file__).resolve().parents[1] / "docs" / "findings.md"
 START, END = "<!-- findings:start (python -m harness.findings) -->", "<!-- findings:end -->"
 
 
@@ -34,9 +34,10 @@ def test_finding_validation(kwargs, message):
         findings.Finding(**({"claim": "T1", "setting": "digits-mlp", "why": "because", "departure": "none"} | kwargs))
 
 
-def test_the_readme_findings_are_the_registry():
-    text = README.read_text()
+def test_the_documented_findings_are_the_registry():
+    text = FINDINGS_DOC.read_text(encoding="utf-8")
     block = re.search(re.escape(START) + r"\n(.*?)\n" + re.escape(END), text, re.S)
-    assert block is not None, f"README.md lacks the findings block between {START} and {END}"
+    assert block is not None, f"docs/findings.md lacks the findings block between {START} and {END}"
     assert block.group(1).strip() == findings.markdown_table(), (
-        "README's Findings differ from harness/findings.py: paste the output of `python -m harness.findings`")
+        "docs/findings.md's findings differ from harness/findings.py: paste the output of "
+        "`python -m harness.findings` between its markers")
