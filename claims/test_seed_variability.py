@@ -31,6 +31,9 @@ Negative controls: A1 on an "ensemble" that repeats one member must be refuted; 
 seed's epoch-1 model as the candidate must be refuted; A3 with the odd model replaced by another
 ordinary seed must not be separated (its level is never above its group's largest: with every
 level near 0 the difference is 0, not refuted, so the control asserts "not separated").
+
+A3's temperature search per seed (its ECE, mirror temperature and odd model: :func:`seed_calibration`)
+is kept in the run store beside the seed's run, so a warm session only reads it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.derived_cache import cached_across_runs
 from fixtures.runs import copies_of_one_run, setting_params
 from harness import figspec
 from harness import settings as settings_lib
@@ -51,6 +55,7 @@ from harness.evidence import FRACTION, REFUTED, REPRODUCES, Criterion, Evidence,
 from harness.scoring import expected_calibration_error
 from harness.sequential import rivals
 from harness.stats import CONFIDENCE, seed_subsets
+from harness.store import RunStore
 from harness.temperature import mirror_temperature
 from harness.training import Run, seeds_of
 from harness.trimming import (ALPHA_GRID, UNTRIMMABLE, alpha_hat, closest_trimming, noise_level, scalar_output,
@@ -238,42 +243,82 @@ def final_logits(runs: list[Run]) -> torch.Tensor:
     return torch.stack([r.final_logits for r in runs]).double()
 
 
-def odd_models(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+# Bump when what seed_calibration computes changes (harness.temperature's grid or search, the ECE,
+# the scalar output): calibrations cached in the run store under an older version are then
+# recomputed, not read.
+CALIBRATION_VERSION = 1
+
+
+def seed_calibration(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A run's test ECE, its mirror temperature, and its odd model's outputs and ECE when it has a twin.
+
+    The temperature search (harness.temperature.mirror_temperature: up to two passes over a
+    97-point grid) is what costs: this is what A3 keeps in the run store per seed.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (N, C)
+        The run's final test logits.
+    labels : torch.Tensor, shape (N,), int64
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``ece``: 0-d float64, at T = 1; ``temperature``: 0-d float64, NaN without a twin; and, with
+        one only, ``odd_output``: (N,) float64 (harness.trimming.scalar_output at the temperature)
+        and ``odd_ece``: 0-d float64.
+    """
+    z = logits.double()
+    out = {"ece": torch.tensor(expected_calibration_error(torch.softmax(z, dim=1), labels), dtype=torch.float64)}
+    t = mirror_temperature(logits, labels)
+    out["temperature"] = torch.tensor(math.nan if t is None else t, dtype=torch.float64)
+    if t is not None:
+        out["odd_output"] = scalar_output(z / t)
+        out["odd_ece"] = torch.tensor(expected_calibration_error(torch.softmax(z / t, dim=1), labels),
+                                      dtype=torch.float64)
+    return out
+
+
+def calibrations(runs: list[Run], run_store: RunStore | None = None, setting: str | None = None) -> list[dict]:
+    """:func:`seed_calibration` of each run, from the run store when given one (filed under the run's seed)."""
+    def compute(run: Run) -> dict[str, torch.Tensor]:
+        return seed_calibration(run.final_logits, run.eval_labels)
+
+    if run_store is None:
+        return [compute(run) for run in runs]
+    params = {"what": "A3 calibration: test ECE and mirror temperature", "version": CALIBRATION_VERSION}
+    return [cached_across_runs(run_store, setting, [run], "a3-calibration", params, lambda run=run: compute(run))
+            for run in runs]
+
+
+def odd_models(calibrated: list[dict], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The runs that have a temperature twin on the test split (indices, (T,)), the twins' temperatures (T,),
-    outputs (T, N) and test ECE (T,)."""
-    index, temps, outputs, eces = [], [], [], []
-    for i, run in enumerate(runs):
-        t = mirror_temperature(run.final_logits, run.eval_labels)
-        if t is None:
-            continue
-        z = run.final_logits.double() / t
-        index.append(i)
-        temps.append(t)
-        outputs.append(scalar_output(z).numpy())
-        eces.append(expected_calibration_error(torch.softmax(z, dim=1), run.eval_labels))
-    n = runs[0].eval_labels.numel()
-    return (np.array(index, dtype=np.int64), np.array(temps), np.stack(outputs) if outputs else np.empty((0, n)),
-            np.array(eces))
+    outputs (T, N) and test ECE (T,), from the :func:`calibrations` of the runs; ``n`` examples."""
+    twins = [i for i, c in enumerate(calibrated) if "odd_output" in c]
+    return (np.array(twins, dtype=np.int64), np.array([calibrated[i]["temperature"].item() for i in twins]),
+            np.stack([calibrated[i]["odd_output"].numpy() for i in twins]) if twins else np.empty((0, n)),
+            np.array([calibrated[i]["odd_ece"].item() for i in twins]))
 
 
-def seeds_ece(runs: list[Run]) -> np.ndarray:
-    return np.array([expected_calibration_error(torch.softmax(r.final_logits.double(), dim=1), r.eval_labels)
-                     for r in runs])
+def seeds_ece(calibrated: list[dict]) -> np.ndarray:
+    """The test ECE at T = 1 of each run, (S,), from their :func:`calibrations`."""
+    return np.array([c["ece"].item() for c in calibrated])
 
 
 # ----------------------------------------------------------------------------------------------
 # Tests
 
-def _a3_from_runs(setting: str, runs: list[Run], level: float) -> Evidence:
+def _a3_from_runs(setting: str, runs: list[Run], level: float, run_store: RunStore | None = None) -> Evidence:
     logits = final_logits(runs)
     outputs = scalar_outputs(logits)
-    twins, temps, odd, odd_ece = odd_models(runs)
+    calibrated = calibrations(runs, run_store, setting)
+    twins, temps, odd, odd_ece = odd_models(calibrated, logits.shape[1])
     labels = logits.argmax(-1)
     churn = np.array([np.mean([disagreement(labels[i], labels[j]) for j in reference_of(i, len(runs), setting)])
                       for i in range(len(runs))])
     shared = {"test accuracy": np.array([(p == r.eval_labels).double().mean().item() for p, r in zip(labels, runs)]),
               "churn (disagreement with its reference seeds)": churn}
-    return a3_evidence(outputs, seeds_ece(runs), twins, odd, odd_ece, setting, seeds_of(runs), level,
+    return a3_evidence(outputs, seeds_ece(calibrated), twins, odd, odd_ece, setting, seeds_of(runs), level,
                        temperatures=temps, shared=shared)
 
 
@@ -296,8 +341,8 @@ def test_a2_seeds_are_alpha_close_to_other_seeds(setting, decide_claim):
 
 @pytest.mark.claim(id="A3")
 @pytest.mark.parametrize("setting", setting_params(claim="A3"))
-def test_a3_alpha_separates_what_accuracy_churn_and_ece_do_not(setting, decide_claim):
-    decide_claim(setting, lambda runs, level: _a3_from_runs(setting, runs, level))
+def test_a3_alpha_separates_what_accuracy_churn_and_ece_do_not(setting, decide_claim, run_store):
+    decide_claim(setting, lambda runs, level: _a3_from_runs(setting, runs, level, run_store))
 
 
 @pytest.mark.parametrize("setting", setting_params(("smoke",), claim="A1"))
@@ -318,10 +363,10 @@ def test_negative_control_a2_first_epoch_models_are_refuted(setting, trained_run
 
 
 @pytest.mark.parametrize("setting", setting_params(("smoke",), claim="A3"))
-def test_negative_control_a3_ordinary_seed_is_not_separated(setting, trained_runs):
+def test_negative_control_a3_ordinary_seed_is_not_separated(setting, trained_runs, run_store):
     runs = trained_runs(setting)
     outputs = scalar_outputs(final_logits(runs))
-    ece = seeds_ece(runs)
+    ece = seeds_ece(calibrations(runs, run_store, setting))
     # The "odd" model of seed i is the seed after it, ordinary in every respect.
     shift = np.roll(np.arange(len(runs)), -1)
     evidence = a3_evidence(outputs, ece, np.arange(len(runs)), outputs[shift], ece[shift], setting, seeds_of(runs))
