@@ -1,29 +1,41 @@
 # Two commands do all set-up on a fresh machine (Python >= 3.11 on PATH as python3):
 #   make claims   smoke claims + verdict table + report folder (reports/out/<UTC time>/, reports/out/latest)
-#   make test     the default test suite (unit, property and smoke-claim tests), then the gpu tier's dry run
+#   make test     the default test suite (unit, property and smoke-claim tests), the integration
+#                 tests (subprocesses, Ray, concurrent workers), then the gpu tier's dry run
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 REPORT_DIR := reports/out/$(shell date -u +%Y%m%dT%H%M%SZ)
 
 .PHONY: test claims bench install compare screenshot stability
 
-install: $(STAMP)
+# Everything, Ray included (the nightly workflow's --executor ray needs it).
+install: $(RAY_STAMP)
 
-# Re-install when the dependency files change. constraints.txt pins the tested versions
-# (torch's CPU build among them).
+# Two stamps: $(STAMP) is the harness and its dev tools (all that `make claims`, `make bench` and
+# the other targets need); $(RAY_STAMP) adds Ray, an optional extra (~250 MB with its dependencies),
+# for the Ray executor and its tests (`make test`, `make install`). Both re-install when the
+# dependency files change. constraints.txt pins the tested versions (torch's CPU build among them).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(RAY_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	touch $@
 
-# The default suite, then the gpu tier's dry run on the CPU (every gpu setting shrunk, same code
-# paths, nothing judged; the cifar10 settings on a fake CIFAR-10 folder).
+# The default suite (pyproject.toml's addopts: not gpu, not slow, not integration), then the
+# integration tests (subprocess CLIs and pytest sessions, Ray clusters, concurrent workers; those
+# that are also slow or gpu stay out), then the gpu tier's dry run on the CPU (every gpu setting
+# shrunk, same code paths, nothing judged; the cifar10 settings on a fake CIFAR-10 folder).
 DRY_RUN_DATA := build/fake-cifar
-test: $(STAMP)
+test: $(RAY_STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "integration and not slow and not gpu"
 	$(BIN)/python tests/fake_cifar.py $(DRY_RUN_DATA) --per-batch 500
 	$(BIN)/python -m pytest claims/ -m gpu --dry-run --device cpu --data-root=$(DRY_RUN_DATA) -p no:cacheprovider
 

@@ -402,6 +402,7 @@ def run_cli(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.integration
 def test_cli_identical_files_exit_0(tmp_path):
     old = write(tmp_path / "old", results(record()))
     proc = run_cli(old, old)
@@ -409,6 +410,7 @@ def test_cli_identical_files_exit_0(tmp_path):
     assert "Regressions (0)" in proc.stdout and "0 regressions" in proc.stdout
 
 
+@pytest.mark.integration
 def test_cli_regression_between_folders_exits_1(tmp_path):
     write(tmp_path / "old", results(record()))
     write(tmp_path / "new", results(inconclusive()))
@@ -418,6 +420,7 @@ def test_cli_regression_between_folders_exits_1(tmp_path):
             "(inconclusive): headline: 0.5 [0.4, 0.6] >= 0.5" in proc.stdout)
 
 
+@pytest.mark.integration
 def test_cli_schema_2_against_schema_3_exits_1_on_a_regression(tmp_path):
     old, new = write(tmp_path / "old", results_v2(record())), write(tmp_path / "new", results(refuted()))
     proc = run_cli(old, new)
@@ -425,6 +428,7 @@ def test_cli_schema_2_against_schema_3_exits_1_on_a_regression(tmp_path):
     assert "T1 digits-mlp: PASS (schema 2) (passed) -> refuted (failed)" in proc.stdout and "note:" in proc.stdout
 
 
+@pytest.mark.integration
 def test_cli_json(tmp_path):
     old, new = write(tmp_path / "old", results(refuted())), write(tmp_path / "new", results(record()))
     proc = run_cli(old, new, "--json")
@@ -433,6 +437,7 @@ def test_cli_json(tmp_path):
     assert (doc["regression"], doc["changes"][0]["kind"]) == (False, IMPROVEMENT)
 
 
+@pytest.mark.integration
 def test_cli_missing_file_exits_2(tmp_path):
     old = write(tmp_path / "old", results(record()))
     proc = run_cli(old, tmp_path / "nowhere" / "results.json")
@@ -440,6 +445,7 @@ def test_cli_missing_file_exits_2(tmp_path):
     assert "nowhere/results.json: no such file" in proc.stderr and proc.stdout == ""
 
 
+@pytest.mark.integration
 def test_cli_folder_without_results_exits_2(tmp_path):
     old = write(tmp_path / "old", results(record()))
     (tmp_path / "empty").mkdir()
@@ -447,6 +453,7 @@ def test_cli_folder_without_results_exits_2(tmp_path):
     assert proc.returncode == 2 and "the folder has no results.json" in proc.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("doc, message", [
     ({**results(record()), "schema_version": 4}, "unsupported schema_version 4: this tool reads versions 3, 2, 1"),
     ({k: v for k, v in results(record()).items() if k != "schema_version"}, "unsupported schema_version None"),
@@ -468,6 +475,7 @@ def test_main_in_process_matches_the_exit_rule(tmp_path, capsys):
     assert "ran in old, missing from new" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("version", "evidence"), [
     (3, {"outcome": REPRODUCES, "criteria": 5}),
     (2, {"verdict": "PASS", "criteria": 5}),
@@ -482,6 +490,7 @@ def test_cli_record_of_the_wrong_shape_is_bad_input_not_a_regression(tmp_path, v
     assert done.returncode == 2 and "does not follow the schema" in done.stderr
 
 
+@pytest.mark.integration
 def test_cli_undecodable_file_is_bad_input(tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes(b'{"schema_version": 3, "claims": [], "x": "\xe9"}')

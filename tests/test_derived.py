@@ -281,6 +281,7 @@ def child_get_or_compute(root: str, markers: str, n_ready: int) -> None:
     print(hashlib.sha256(b"".join(tensors[k].numpy().tobytes() for k in sorted(tensors))).hexdigest(), flush=True)
 
 
+@pytest.mark.integration
 def test_two_processes_compute_a_derived_file_once(tmp_path: Path) -> None:
     root, markers = tmp_path / "runs", tmp_path / "markers"
     markers.mkdir()

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:xdist")

@@ -89,15 +89,19 @@ def session(pytester, tmp_path, monkeypatch):
     return lambda *args: pytester.runpytest_subprocess(*quiet, f"--runs-dir={runs}", *args)
 
 
+@pytest.mark.integration
 def test_default_run_deselects_gpu_and_a_later_m_selects_it(session, pytester):
     pytester.makepyfile(test_t="import pytest\n@pytest.mark.gpu\ndef test_g(): pass\n"
-                               "@pytest.mark.slow\ndef test_s(): pass\ndef test_u(): pass\n")
-    session().assert_outcomes(passed=1, deselected=2)
+                               "@pytest.mark.slow\ndef test_s(): pass\n"
+                               "@pytest.mark.integration\ndef test_i(): pass\ndef test_u(): pass\n")
+    session().assert_outcomes(passed=1, deselected=3)
     result = session("-m", "gpu")
-    result.assert_outcomes(skipped=1, deselected=2)
+    result.assert_outcomes(skipped=1, deselected=3)
     result.stdout.fnmatch_lines(["*gpu tier: CUDA is not available*Run them anyway with --device cpu*"])
+    session("-m", "integration").assert_outcomes(passed=1, deselected=3)
 
 
+@pytest.mark.integration
 def test_settings_modules_register_settings_and_bad_names_are_usage_errors(session, pytester, monkeypatch):
     pytester.makepyfile(
         my_settings="from harness import settings\n"
@@ -120,6 +124,7 @@ def test_settings_modules_register_settings_and_bad_names_are_usage_errors(sessi
     unknown.stderr.fnmatch_lines(["*--setting: unknown setting 'my-copy'; known settings: *digits-mlp*"])
 
 
+@pytest.mark.integration
 def test_a_conftest_may_register_settings_for_the_tests_beside_it(session, pytester):
     pytester.mkpydir("mine")
     pytester.path.joinpath("mine", "conftest.py").write_text(
@@ -134,7 +139,7 @@ def test_a_conftest_may_register_settings_for_the_tests_beside_it(session, pytes
 def test_markers_are_strict_and_registered():
     # --strict-markers turns a misspelt marker into a collection error (pytest's own check).
     assert "--strict-markers" in INI["addopts"]
-    assert {m.split(":")[0].split("(")[0] for m in INI["markers"]} == {"smoke", "slow", "gpu", "claim"}
+    assert {m.split(":")[0].split("(")[0] for m in INI["markers"]} == {"smoke", "slow", "gpu", "integration", "claim"}
 
 
 def test_seed_count_option_rejects_fewer_than_four():
@@ -147,6 +152,7 @@ def test_seed_count_option_rejects_fewer_than_four():
         _seed_offset("-1")
 
 
+@pytest.mark.integration
 def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     report = tmp_path / "report"
@@ -168,6 +174,7 @@ def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester,
     assert "[train]" not in second.stdout.str()  # served from the store
 
 
+@pytest.mark.integration
 def test_decisions_grow_seeds_and_are_judged_against_the_findings(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     report = tmp_path / "report"
@@ -193,6 +200,7 @@ def test_decisions_grow_seeds_and_are_judged_against_the_findings(session, pytes
     assert '<property name="verdict" value="refuted" />' in xml and '<property name="verdict" value="reproduces" />' in xml
 
 
+@pytest.mark.integration
 def test_inconclusive_at_the_cap_fails_with_the_numbers(session, pytester):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     result = session("-k", "z5", "--seeds", "4")
@@ -201,6 +209,7 @@ def test_inconclusive_at_the_cap_fails_with_the_numbers(session, pytester):
                                  "  inconclusive  runs: 4 [[]4, 12[]] >= 8 (95% one-sided)"])
 
 
+@pytest.mark.integration
 def test_cifar_setting_skips_naming_the_folder_tried(session, pytester, tmp_path):
     pytester.makepyfile(test_claim=CLAIM_TESTS)
     result = session("-m", "gpu", "-k", "cifar10-smallcnn", "--device", "cpu", f"--data-root={tmp_path}")

@@ -308,6 +308,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@pytest.mark.integration
 def test_cli_renders_a_folder_in_place(tmp_path):
     (tmp_path / "results.json").write_text(FIXTURE.read_text())
     done = run_cli(str(tmp_path))
@@ -317,12 +318,14 @@ def test_cli_renders_a_folder_in_place(tmp_path):
     assert str(tmp_path / "index.html") in done.stdout
 
 
+@pytest.mark.integration
 def test_cli_refuses_a_missing_file(tmp_path):
     done = run_cli(str(tmp_path / "nowhere" / "results.json"))
     assert done.returncode == 2
     assert "error:" in done.stderr and "nowhere/results.json: no such file" in done.stderr
 
 
+@pytest.mark.integration
 def test_cli_refuses_another_schema_version(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"schema_version": 99, "claims": []}))
     done = run_cli(str(tmp_path / "results.json"))

@@ -28,6 +28,7 @@ MIN_PIXEL_VARIANCE = 20.0
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.integration,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium package "
                                                      "with .ci/install-chromium"),
 ]

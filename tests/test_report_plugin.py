@@ -221,6 +221,7 @@ def session(pytester, tmp_path, monkeypatch):
     return run
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args", [("-p", "no:xdist"), ("-n", "2")], ids=["serial", "xdist"])
 def test_results_json_records_every_claim_test_and_the_terminal_shows_them(session, tmp_path, args):
     result = session(*args)
@@ -250,7 +251,7 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
     assert {"torch", "numpy", "scipy", "python", "cpu_count", "cuda"} <= set(results["machine"])
     assert results["options"] == {"runs_dir": str(tmp_path / "runs"), "data_root": results["options"]["data_root"],
                                   "device": "auto", "seeds": None, "seed_offset": 0,
-                                  "markexpr": "not gpu and not slow"}
+                                  "markexpr": "not gpu and not slow and not integration"}
     # Settings: the registered ones the records ran on ("made-up" and "big" are not settings).
     assert set(results["settings"]) == {"digits-mlp", "synthetic16-cnn"}
     digits = results["settings"]["digits-mlp"]
@@ -278,6 +279,7 @@ def test_results_json_records_every_claim_test_and_the_terminal_shows_them(sessi
     assert "not_a_claim" not in json.dumps(results) and result.stdout.str().count("claim verdicts") == 1
 
 
+@pytest.mark.integration
 def test_a_failing_renderer_keeps_results_json_and_the_exit_status(session, tmp_path):
     result = session("-p", "no:xdist", "-k", "z1", render="raise")
     assert result.ret == pytest.ExitCode.OK

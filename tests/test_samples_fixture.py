@@ -137,6 +137,7 @@ def session(pytester, tmp_path, monkeypatch):
     return lambda *args: pytester.runpytest_subprocess(*quiet, f"--runs-dir={tmp_path / 'runs'}", *args)
 
 
+@pytest.mark.integration
 def test_sample_predictions_computes_once_and_stores_the_samples(session, pytester, tmp_path):
     pytester.makepyfile(test_samples=SESSION_TESTS)
     result = session("--seeds", str(MIN_SEEDS), "--device", "cpu")
@@ -191,6 +192,7 @@ def test_second_call_is_served_from_the_store(trained_runs, shifted_predictions,
 '''
 
 
+@pytest.mark.integration
 def test_shifted_predictions_computes_once_per_corruption_and_severity(session, pytester, tmp_path):
     pytester.makepyfile(test_shifted=SHIFTED_TESTS)
     result = session("--seeds", str(MIN_SEEDS), "--device", "cpu")

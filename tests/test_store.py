@@ -300,6 +300,7 @@ def test_entry_copied_to_another_seed_is_rejected(store: RunStore) -> None:
 # Concurrency and crashes
 
 
+@pytest.mark.integration
 def test_two_processes_train_a_run_once(tmp_path: Path) -> None:
     root, markers = tmp_path / "runs", tmp_path / "markers"
     markers.mkdir()
@@ -310,6 +311,7 @@ def test_two_processes_train_a_run_once(tmp_path: Path) -> None:
     assert outputs[0] == outputs[1] == run_digest(RunStore(root).load(SETTING, 5))
 
 
+@pytest.mark.integration
 def test_process_killed_mid_write_leaves_no_entry(store: RunStore, trainer: FakeTrainer) -> None:
     child = start_child("test_store", f"child_killed_mid_write({str(store.root)!r}, 0)")
     try:

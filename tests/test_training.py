@@ -87,6 +87,7 @@ def test_only_the_recipes_weight_epochs_are_kept():
     assert kept.eval_probs.shape[0] == 4  # probabilities are kept for every epoch regardless
 
 
+@pytest.mark.integration
 def test_same_seed_is_bitwise_identical_in_two_processes():
     # Two fresh interpreters, started together, train seed 0 and print a digest of every saved
     # weight tensor. One thread each, so the two do not compete for the cores.
