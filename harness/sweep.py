@@ -50,7 +50,6 @@ from harness import raycluster
 from harness import settings as settings_lib
 from harness.settings import Setting
 from harness.store import RunStore
-from harness.training import train
 
 __all__ = ["EXECUTORS", "SETTINGS_MODULES_ENV", "Job", "Outcome", "check_runs_dir", "import_settings_modules",
            "missing_jobs", "parse_seeds", "run_local", "run_ray", "settings_module_names", "sweep", "train_job"]
@@ -190,13 +189,15 @@ def missing_jobs(store: RunStore, jobs: Iterable[Job]) -> tuple[list[Outcome], l
 
 
 def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | None = None,
-              threads: int | None = None) -> Outcome:
+              threads: int | None = None, store: RunStore | None = None) -> Outcome:
     """Train ``job`` into the store at ``runs_dir`` (or find it there): what a worker runs.
 
     ``threads`` sets torch's CPU thread count while training: float reductions, and so the run's
     bits, depend on it, and a Ray worker starts with one thread per CPU it was given. Never raises:
     a failure (a diverged run, bad data, a store this worker cannot see) is returned as a failed
-    :class:`Outcome` naming it, so that it does not stop the other jobs.
+    :class:`Outcome` naming it, so that it does not stop the other jobs. ``store``: a store at
+    ``runs_dir`` shared by the jobs of one process, so that a seed trained with an earlier job's
+    cohort counts as trained by this sweep.
     """
     where = f"{socket.gethostname()} (pid {os.getpid()})"
     start = time.perf_counter()
@@ -204,18 +205,14 @@ def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | No
         return Outcome(job.setting.name, job.seed, "failed", where=where,
                        error=f"the run store {runs_dir!r} does not exist on {socket.gethostname()}: every worker needs "
                              "the same shared folder at the same path")
-    trained = []
-
-    def train_fn(*args, **kwargs):  # called only by the one process that holds the run's lock and misses
-        trained.append(True)
-        return train(*args, **kwargs)
-
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(threads or previous)
-        run = RunStore(runs_dir, train_fn=train_fn).get_or_train(job.setting, [job.seed], device=device,
-                                                                 data_root=data_root)[0]
-        status = "trained" if trained else "cached"
+        # The store trains a miss (the seed's whole cohort, for a cohort setting) only in the one
+        # process that holds its lock; store.trained says whether that was this one.
+        store = RunStore(runs_dir) if store is None else store
+        run = store.get_or_train(job.setting, [job.seed], device=device, data_root=data_root)[0]
+        status = "trained" if (job.setting.name, job.seed) in store.trained else "cached"
     except Exception as err:  # reported per run; the sweep goes on
         return Outcome(job.setting.name, job.seed, "failed", time.perf_counter() - start, where=where,
                        error=f"{type(err).__name__}: {err}")
@@ -226,9 +223,10 @@ def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | No
 
 def run_local(jobs: Sequence[Job], runs_dir: str, device: str = "auto",
               data_root: str | None = None) -> Iterator[Outcome]:
-    """Train ``jobs`` one after another in this process."""
+    """Train ``jobs`` one after another in this process (one store: see :func:`train_job`)."""
+    store = RunStore(runs_dir)
     for job in jobs:
-        yield train_job(job, runs_dir, device, data_root)
+        yield train_job(job, runs_dir, device, data_root, store=store)
 
 
 def _ray():
