@@ -19,7 +19,9 @@ Atomicity
 ---------
 A file is written in full (and fsynced) under a temporary name in its folder, then renamed into
 place, so a reader sees no file or a complete one; a crash leaves at most a ``.tmp-*`` file, which
-the next writer of that file removes.
+the next writer of that file removes. A full disk (too little room for the computed tensors, or
+``No space left on device`` while writing) raises :class:`harness.diskspace.DiskFullError`, the
+temporary file removed.
 
 Locking
 -------
@@ -60,6 +62,7 @@ from harness.cachefiles import (
     storable,
     write_tensor_file,
 )
+from harness.diskspace import check_free, disk_full_as_error, on_disk
 from harness.settings import Setting
 
 DERIVED_DIR = "derived"
@@ -158,6 +161,12 @@ def get_or_compute(root: Path, locks: Locks, setting: Setting, seed: int, name: 
     Returns
     -------
     dict of str to torch.Tensor
+
+    Raises
+    ------
+    harness.diskspace.DiskFullError
+        If the disk has no room for the computed tensors, or fills up while they are written (the
+        temporary file is removed).
     """
     file = path(root, setting, seed, name, params)
     expected = _params_json(params)
@@ -181,10 +190,15 @@ def get_or_compute(root: Path, locks: Locks, setting: Setting, seed: int, name: 
             stale.unlink(missing_ok=True)
         tensors = {k: storable(v) for k, v in compute().items()}
         tmp = file.with_name(f".tmp-{file.name}-{os.getpid()}-{secrets.token_hex(4)}")
-        try:
-            write_tensor_file(tensors, tmp, metadata={"params": expected, "sha256": tensors_digest(tensors)})
-            os.replace(tmp, file)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_path(file.parent)
+        what = f"writing the derived file {name} of {setting.name} seed {seed}"
+        needed = on_disk(sum(t.numel() * t.element_size() for t in tensors.values()), len(tensors))
+        # Checked before writing, as the size is known now: a full disk then leaves nothing to remove.
+        check_free(root, needed, what)
+        with disk_full_as_error(root, what, needed):
+            try:
+                write_tensor_file(tensors, tmp, metadata={"params": expected, "sha256": tensors_digest(tensors)})
+                os.replace(tmp, file)
+            finally:
+                tmp.unlink(missing_ok=True)
+            fsync_path(file.parent)
     return tensors

@@ -1,8 +1,8 @@
 """On-disk run cache: atomic writes, one lock per run, checksums verified on every load.
 
-(Just over 400 lines, all about runs: the layout, writing, verifying, loading and training each
+(About 500 lines, all about runs: the layout, writing, verifying, loading and training each
 run once; derived tensors are in :mod:`harness.derived`, shared file helpers in
-:mod:`harness.cachefiles`.)
+:mod:`harness.cachefiles`, sizes and free space in :mod:`harness.diskspace`.)
 
 Layout
 ------
@@ -34,6 +34,13 @@ A setting whose recipe trains seeds in cohorts (:attr:`harness.settings.Recipe.c
 missing seed together with the rest of its cohort (:func:`harness.cohort.train_cohort`), under the
 cohort's lock (``<root>/<key>/cohort=<first>-<last>.lock``), and stores every member that is
 missing, so a later request for a member is a hit.
+
+Disk space
+----------
+Before a run or a cohort trains, the store checks that the disk has room for it
+(:func:`harness.diskspace.run_size` per run to store), and a disk that fills up while an entry is
+written removes the temporary folder; both raise one :class:`harness.diskspace.DiskFullError` that
+names the folder, the free space, the need and the fix (free space, or ``--runs-dir`` elsewhere).
 
 Memory
 ------
@@ -84,6 +91,7 @@ from harness.cachefiles import (
     storable,
     write_tensor_file,
 )
+from harness.diskspace import check_free, disk_full_as_error, run_size, seed_span
 from harness.provenance import harness_git_info, versions
 from harness.settings import STORE_VERSION, Setting
 from harness.validation import check_int
@@ -371,6 +379,8 @@ class RunStore:
         ValueError
             If ``run`` belongs to another setting, its seeds are not non-negative ints, or its
             meta is not JSON-serialisable.
+        harness.diskspace.DiskFullError
+            If the disk fills up while the entry is written (the temporary folder is removed).
         """
         key = setting.cache_key()
         if run.setting_key != key:
@@ -385,13 +395,15 @@ class RunStore:
             for stale in entry.parent.glob(f".tmp-{entry.name}-*"):
                 shutil.rmtree(stale, ignore_errors=True)
             tmp = entry.parent / f".tmp-{entry.name}-{os.getpid()}-{secrets.token_hex(4)}"
-            tmp.mkdir()
-            try:
-                _write_entry(tmp, setting, run)
-                os.rename(tmp, entry)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)  # no-op after a successful rename
-            fsync_path(entry.parent)  # make the rename itself durable
+            what = f"writing the run of {setting.name} seed {run.seed}"
+            with disk_full_as_error(self.root, what, _run_bytes(run)):
+                try:
+                    tmp.mkdir()
+                    _write_entry(tmp, setting, run)
+                    os.rename(tmp, entry)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)  # no-op after a successful rename
+                fsync_path(entry.parent)  # make the rename itself durable
             # Tensors derived from an earlier run of this seed (set aside as corrupt, or deleted by
             # hand) belong to other weights wherever training is not bitwise reproducible (GPUs).
             derived.discard(self.root, key, run.seed)
@@ -417,6 +429,9 @@ class RunStore:
         ValueError
             If a seed is not a non-negative int, or ``train_fn`` returns a run of another
             setting or seed.
+        harness.diskspace.DiskFullError
+            Before a run (or a cohort) trains, if the disk has less room than its estimated size
+            (:func:`harness.diskspace.run_size`); or if the disk fills up while a run is written.
         """
         seeds = [check_int("seed", seed, 0) for seed in seeds]
         overridden = sorted({"init_seed", "data_seed"} & set(train_kwargs))
@@ -435,6 +450,7 @@ class RunStore:
                     # Another process may have trained it while we waited for the lock.
                     run = self.load(setting, seed)
                     if run is None:
+                        check_free(self.root, run_size(setting).total, f"training {setting.name} seed {seed}")
                         run = self._train_and_save(setting, seed, train_kwargs)
             self._remember(setting, run)
             runs.append(run)
@@ -473,7 +489,10 @@ class RunStore:
         with self._lock(self.root / key / f"cohort={members[0]}-{members[-1]}"):
             # Under the lock: another process may have trained the cohort while we waited.
             stored = {s: self.load(setting, s) for s in members}
-            if any(run is None for run in stored.values()):
+            missing = [s for s, run in stored.items() if run is None]
+            if missing:
+                check_free(self.root, len(missing) * run_size(setting).total,
+                           f"training {setting.name} {seed_span(missing)} (a cohort of {len(members)} seeds)")
                 for run in train_cohort(setting, members, **train_kwargs):
                     if stored[run.seed] is None:
                         stored[run.seed] = self._keep(setting, run)

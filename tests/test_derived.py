@@ -303,3 +303,38 @@ def test_storing_a_new_run_deletes_the_derived_files_of_the_old_one(store: RunSt
     compute = CountingCompute()
     assert_tensors_equal(store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute), derived)
     assert compute.calls == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# A full disk (harness.diskspace): the computed tensors' room is checked, and a failed write removed
+
+
+def test_too_little_room_for_a_derived_file_is_one_clear_error(store: RunStore, monkeypatch) -> None:
+    from harness import diskspace
+    from harness.diskspace import DiskFullError
+
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 1000)
+    compute = CountingCompute()
+    with pytest.raises(DiskFullError, match=re.escape(f"the run store {store.root} has too little disk space for "
+                                                      "writing the derived file samples-random of digits-mlp seed 0")):
+        store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, compute)
+    assert compute.calls == 1
+    assert not store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
+    assert derived_tmp_files(store) == []
+
+
+def test_a_derived_write_that_fills_the_disk_is_a_disk_full_error_and_leaves_no_tmp(store: RunStore,
+                                                                                      monkeypatch) -> None:
+    from harness.diskspace import DiskFullError
+
+    def write_half_then_fail(tensors, path, metadata=None):
+        Path(path).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cachefiles, "save_file", write_half_then_fail)
+    with pytest.raises(DiskFullError, match=r"ran out of disk space while writing the derived file samples-random "
+                                            r"of digits-mlp seed 0 \(No space left on device; removed: nothing "
+                                            r"half-written is left\): .* free there, ~.* needed\. Fix: free space"):
+        store.get_or_compute(SETTING, 0, "samples-random", DERIVED_PARAMS, CountingCompute())
+    assert not store.derived_path(SETTING, 0, "samples-random", DERIVED_PARAMS).exists()
+    assert derived_tmp_files(store) == []

@@ -233,21 +233,33 @@ def test_training_plan_counts_missing_runs_and_skips_absent_cifar_data(tmp_path)
     from fixtures.runs import training_plan
     from harness.store import RunStore
 
+    from fixtures.runs import bytes_per_run
+    from harness.diskspace import format_bytes
+
     store = RunStore(tmp_path / "runs")
-    store.path(settings.get("digits-mlp"), 1).mkdir(parents=True)  # seed 1 is stored
+    digits = settings.get("digits-mlp")
+    store.path(digits, 1).mkdir(parents=True)  # seed 1 is stored
     plan = training_plan(["digits-mlp", "cifar10-smallcnn"], store, 4, 0, str(tmp_path / "no-data"))
-    assert plan[0].startswith("digits-mlp: 3 runs to train") and len(plan) == 2
-    assert plan[1] == f"in all ~3.0 MB in {store.root} (more if a decision grows its seeds)"
+    assert plan[0].startswith("digits-mlp: 3 runs to train now") and len(plan) == 2
+    assert plan[1].startswith(f"in all ~{format_bytes(3 * bytes_per_run(digits))} now in {store.root} (")
     assert training_plan(["digits-mlp"], store, 4, 1000, "")[0].startswith("digits-mlp: 4 runs")
     assert training_plan(["digits-mlp"], store, 1, 1, "") == []  # nothing to train: nothing printed
 
 
-def test_disk_estimate_counts_the_kept_weights_and_window_snapshots():
-    from fixtures.runs import disk_estimate
+def test_training_plan_without_seeds_counts_the_growth_to_max_seeds(tmp_path):
+    from fixtures.runs import bytes_per_run, training_plan
+    from harness.diskspace import format_bytes
+    from harness.store import RunStore
 
-    line = disk_estimate(settings.get("digits-mlp"), 10)  # 8,970 parameters x (17 epochs + 12 snapshots) x 4 B
-    assert line == ("digits-mlp: 10 runs to train, ~1.0 MB each (17 saved epochs and 12 window snapshots of 8,970 "
-                    "parameters), ~9.9 MB in all")
+    digits = settings.get("digits-mlp")
+    store = RunStore(tmp_path / "runs")
+    per_run = bytes_per_run(digits)
+    line, total = training_plan(["digits-mlp"], store, None, 0, "")
+    assert line.endswith(f"; up to ~{format_bytes(digits.max_seeds * per_run)} if decisions grow to "
+                         f"{digits.max_seeds} seeds")
+    assert total.startswith(f"in all ~{format_bytes(digits.n_seeds * per_run)} now, up to "
+                            f"~{format_bytes(digits.max_seeds * per_run)} if decisions grow their seeds, in {store.root}")
+
 
 # ----------------------------------------------------------------------------------------------
 # The data check (fixtures.options): missing or damaged CIFAR data is said once, before any test.
@@ -316,3 +328,83 @@ def test_damaged_cifar_data_stops_the_session_with_one_line_per_file(session, py
                                  f"cifar-10-python.tar.gz (*) into {fake_cifar10['root']}: tar -xzf *"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert "test_claim.py" not in result.stdout.str()  # stopped before any test ran
+
+
+# ----------------------------------------------------------------------------------------------
+# A full disk (harness.diskspace.DiskFullError) stops the session once; the estimate bounds a real store.
+
+FULL_DISK_TESTS = """
+import harness.diskspace
+
+harness.diskspace.free_bytes = lambda path: 1000  # every store of this session: 1000 bytes free
+
+
+def test_first(trained_runs):
+    trained_runs("digits-mlp")
+
+
+def test_second(trained_runs):
+    trained_runs("digits-mlp")
+
+
+def test_third(sample_predictions):
+    pass
+"""
+
+
+@pytest.mark.integration
+def test_a_full_disk_stops_the_session_once_with_the_fix(session, pytester, tmp_path):
+    pytester.makepyfile(test_full=FULL_DISK_TESTS)
+    result = session()
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1
+    assert output.count("has too little disk space") == 1, output
+    result.stdout.fnmatch_lines([f"*[[]disk[]] the run store {tmp_path / 'runs'} has too little disk space for "
+                                 "training digits-mlp seeds 0-4 (a cohort of 5 seeds): 1.0 kB free there, ~* needed. "
+                                 "Fix: free space on that disk, or put the run store on a disk with room: --runs-dir=DIR*"])
+    assert "test_second" not in output and "test_third" not in output  # nothing after the first ran
+    assert "Traceback" not in output
+
+
+ESTIMATE_TESTS = """
+import dataclasses
+from pathlib import Path
+
+from fixtures.runs import bytes_per_run
+from fixtures.samples import FAR_SCALES, N_FAR_SAMPLES, n_samples
+from harness import settings
+from harness.catalog import X1_CORRUPTIONS
+from harness.corruptions import SEVERITIES
+from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES, PLANE_SAMPLES, PLANE_SCALES
+
+BAND_SCALES = dataclasses.replace(PLANE_SCALES, random=0.3)  # S2's second draw at PLANE_SAMPLES
+SLACK = 1.1  # the estimate is at most this much above what the store holds
+
+
+def test_the_estimate_bounds_what_the_claims_write(run_store, trained_runs, sample_predictions,
+                                                  weight_average_predictions, window_predictions,
+                                                  shifted_predictions):
+    name = "digits-mlp"
+    runs = trained_runs(name)
+    # What the claim tests derive from each run, every draw and the whole X1 grid.
+    sample_predictions(name, runs, ENSEMBLE_SCALES, n_samples(name, ENSEMBLE_SAMPLES))
+    for scales in (PLANE_SCALES, BAND_SCALES):
+        sample_predictions(name, runs, scales, n_samples(name, PLANE_SAMPLES))
+    sample_predictions(name, runs, FAR_SCALES, N_FAR_SAMPLES)
+    weight_average_predictions(name, runs)
+    window_predictions(name, runs)
+    for corruption in X1_CORRUPTIONS:
+        for severity in range(1, len(SEVERITIES[corruption]) + 1):
+            shifted_predictions(name, runs, corruption, severity)
+    files = [f for f in Path(run_store.root).rglob("*") if f.is_file()]
+    written = sum(f.stat().st_blocks * 512 for f in files)  # what the files occupy on the disk
+    estimate = len(runs) * bytes_per_run(settings.get(name))
+    assert written <= estimate <= SLACK * written, (written, estimate)
+"""
+
+
+@pytest.mark.integration
+def test_the_disk_estimate_bounds_a_real_store_with_its_derived_predictions(session, pytester):
+    pytester.makepyfile(test_estimate=ESTIMATE_TESTS)
+    result = session("--dry-run")
+    result.assert_outcomes(passed=1)

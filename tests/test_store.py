@@ -380,3 +380,76 @@ def test_runs_with_overridden_init_or_data_seed_are_not_stored(store: RunStore, 
     with pytest.raises(ValueError, match=r"keys runs by seed and cannot store runs with data_seed, init_seed"):
         store.get_or_train(SETTING, [0], init_seed=1, data_seed=2)
     assert trainer.calls == [] and not store.path(SETTING, 0).exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# A full disk (harness.diskspace): checked before training, and a write that fills it removes its folder
+
+
+def little_room(monkeypatch, free: int = 1000) -> None:
+    """Make the disk of every store look like it has ``free`` bytes."""
+    from harness import diskspace
+
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: free)
+
+
+def test_too_little_room_stops_before_training(store: RunStore, trainer: FakeTrainer, monkeypatch) -> None:
+    from harness.diskspace import DiskFullError, run_size
+
+    little_room(monkeypatch)
+    with pytest.raises(DiskFullError, match=re.escape(f"the run store {store.root} has too little disk space for "
+                                                      "training digits-mlp seed 0: 1.0 kB free there")) as caught:
+        store.get_or_train(SETTING, [0])
+    assert caught.value.needed == run_size(SETTING).total and "--runs-dir=DIR" in str(caught.value)
+    assert trainer.calls == [] and not store.path(SETTING, 0).exists()
+
+
+def test_too_little_room_stops_a_cohort_before_training_counting_its_missing_members(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    from harness import store as store_module
+    from harness.diskspace import DiskFullError, run_size
+
+    cohorts = RunStore(tmp_path / "runs")  # the default trainer: digits-mlp trains in cohorts of 5
+    for seed in (0, 1, 2):
+        cohorts.save(SETTING, make_run(SETTING, seed))
+    monkeypatch.setattr(store_module, "train_cohort", lambda *args, **kwargs: pytest.fail("trained without room"))
+    little_room(monkeypatch)
+    with pytest.raises(DiskFullError, match=re.escape("training digits-mlp seeds 3-4 (a cohort of 5 seeds)")) as caught:
+        cohorts.get_or_train(SETTING, [3])
+    assert caught.value.needed == 2 * run_size(SETTING).total
+    assert cohorts.get_or_train(SETTING, [0, 1, 2])[2].seed == 2  # stored runs need no room
+
+
+def no_space(kind: str) -> Exception:
+    """The error a write raises on a full disk: an OSError, or safetensors' own (it hides the errno)."""
+    import safetensors
+
+    if kind == "oserror":
+        return OSError(28, "No space left on device")
+    return safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+@pytest.mark.parametrize("kind", ["oserror", "safetensors"])
+def test_a_write_that_fills_the_disk_leaves_nothing_half_written(store: RunStore, trainer: FakeTrainer, monkeypatch,
+                                                                 kind: str) -> None:
+    from harness import store as store_module
+    from harness.diskspace import DiskFullError
+
+    write = store_module.write_tensor_file
+
+    def fill_disk_at_the_arrays(tensors, path, metadata=None):
+        if Path(path).name == ARRAYS_FILE:
+            Path(path).write_bytes(b"partial")
+            raise no_space(kind)
+        return write(tensors, path)
+
+    monkeypatch.setattr(store_module, "write_tensor_file", fill_disk_at_the_arrays)
+    with pytest.raises(DiskFullError, match=re.escape(f"the run store {store.root} ran out of disk space while writing "
+                                                      "the run of digits-mlp seed 0 (")) as caught:
+        store.get_or_train(SETTING, [0])
+    assert "No space left on device" in str(caught.value) and "--runs-dir=DIR" in str(caught.value)
+    assert tmp_folders(store) == [] and not store.path(SETTING, 0).exists()
+
+    monkeypatch.setattr(store_module, "write_tensor_file", write)  # space freed: the next session stores it
+    assert_runs_equal(store.get_or_train(SETTING, [0])[0], make_run(SETTING, 0))
+    assert trainer.seeds == [0, 0]
