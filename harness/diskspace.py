@@ -194,7 +194,10 @@ def run_size(setting: Setting) -> RunSize:
     """
     spec, recipe = setting.dataset, setting.recipe
     with torch.random.fork_rng(devices=[]):  # build() initialises from the global RNG: leave it as it was
-        state = build(setting.model, spec.input_shape, spec.num_classes).state_dict()
+        try:
+            state = build(setting.model, spec.input_shape, spec.num_classes).state_dict()
+        except ValueError as exc:  # a factory's error must say which setting it belongs to, as in training
+            raise ValueError(f"setting {setting.name!r}: {exc}") from exc
     state_bytes = sum(t.numel() * t.element_size() for t in state.values())
     n_params = sum(t.numel() for t in state.values() if t.is_floating_point())
     saved = len(recipe.saved_epochs)
