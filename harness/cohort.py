@@ -58,8 +58,10 @@ from harness.training import (
     DivergedError,
     Run,
     derive_seed,
+    epoch_steps,
     inference_layout,
     resolve_device,
+    start_epoch,
 )
 from harness.validation import check_int
 from harness.weightspace import weight_vector
@@ -238,7 +240,8 @@ def train_cohort(
         Default :func:`engine_for` the model and device.
     progress : callable, optional
         One line when the cohort is done and, for a cohort estimated to take longer than
-        :data:`harness.training.PROGRESS_EVERY_S`, one per epoch with the time left.
+        :data:`harness.training.PROGRESS_EVERY_S` (judged on its second epoch), one per epoch from the
+        second on with the time left.
 
     Returns
     -------
@@ -288,15 +291,10 @@ def train_cohort(
         probs = [F.softmax(cohort.predict_logits(data.test.x, eval_batch), dim=-1)]
         train_loss, train_acc = [], []
         n = len(data.train)
-        batch_sizes = torch.tensor([min(recipe.batch_size, n - s) for s in range(0, n, recipe.batch_size)],
-                                   dtype=torch.float64, device=device)
-        window_steps = () if recipe.window is None else recipe.window.steps(len(batch_sizes))
+        batch_sizes, window_steps = epoch_steps(recipe, n, device)
         window = []
         for epoch in range(1, recipe.epochs + 1):
-            # ---- learning-rate schedule: halve every `lr_halving_every` epochs (official) ----
-            for group in optimizer.param_groups:
-                group["lr"] = recipe.lr_at(epoch)
-            snapshot_steps = window_steps if epoch in recipe.window_epochs else ()
+            snapshot_steps = start_epoch(optimizer, recipe, epoch, window_steps)
 
             # ---- one epoch over each seed's fresh permutation ----
             perms = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)  # (S, n)
@@ -331,14 +329,17 @@ def train_cohort(
             if epoch in saved:
                 for s in range(n_seeds):
                     weights[s][epoch] = cohort.state(s)
-            elapsed = time.perf_counter() - t_start
-            if epoch == 1:
-                verbose = progress is not None and elapsed * recipe.epochs > PROGRESS_EVERY_S
-            if verbose and epoch < recipe.epochs:
+            now = time.perf_counter()
+            # Judged on the second epoch: the first carries torch.func's one-time set-up (~2 s).
+            if epoch == 2:
+                per_epoch = now - t_epoch
+                verbose = progress is not None and per_epoch * recipe.epochs > PROGRESS_EVERY_S
+            if epoch >= 2 and verbose and epoch < recipe.epochs:
                 acc = (probs[-1].argmax(-1) == data.test.y.cpu()).double().mean().item()
                 progress(f"{setting.name} seeds {seeds[0]}-{seeds[-1]} epoch {epoch}/{recipe.epochs}: "
                          f"mean loss {mean_loss.mean():.3f}, mean test acc {acc:.3f}, "
-                         f"~{elapsed / epoch * (recipe.epochs - epoch):.0f}s left")
+                         f"~{per_epoch * (recipe.epochs - epoch):.0f}s left")
+            t_epoch = now
 
     total = time.perf_counter() - t_start
     probs_t, loss_t, acc_t = torch.stack(probs, dim=1), torch.stack(train_loss, 1), torch.stack(train_acc, 1)

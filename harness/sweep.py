@@ -48,6 +48,7 @@ import torch
 
 from harness import raycluster
 from harness import settings as settings_lib
+from harness.cohort import cohort_seeds
 from harness.settings import Setting
 from harness.store import RunStore
 
@@ -189,15 +190,13 @@ def missing_jobs(store: RunStore, jobs: Iterable[Job]) -> tuple[list[Outcome], l
 
 
 def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | None = None,
-              threads: int | None = None, store: RunStore | None = None) -> Outcome:
+              threads: int | None = None) -> Outcome:
     """Train ``job`` into the store at ``runs_dir`` (or find it there): what a worker runs.
 
     ``threads`` sets torch's CPU thread count while training: float reductions, and so the run's
     bits, depend on it, and a Ray worker starts with one thread per CPU it was given. Never raises:
     a failure (a diverged run, bad data, a store this worker cannot see) is returned as a failed
-    :class:`Outcome` naming it, so that it does not stop the other jobs. ``store``: a store at
-    ``runs_dir`` shared by the jobs of one process, so that a seed trained with an earlier job's
-    cohort counts as trained by this sweep.
+    :class:`Outcome` naming it, so that it does not stop the other jobs.
     """
     where = f"{socket.gethostname()} (pid {os.getpid()})"
     start = time.perf_counter()
@@ -210,7 +209,7 @@ def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | No
         torch.set_num_threads(threads or previous)
         # The store trains a miss (the seed's whole cohort, for a cohort setting) only in the one
         # process that holds its lock; store.trained says whether that was this one.
-        store = RunStore(runs_dir) if store is None else store
+        store = RunStore(runs_dir)
         run = store.get_or_train(job.setting, [job.seed], device=device, data_root=data_root)[0]
         status = "trained" if (job.setting.name, job.seed) in store.trained else "cached"
     except Exception as err:  # reported per run; the sweep goes on
@@ -223,10 +222,41 @@ def train_job(job: Job, runs_dir: str, device: str = "auto", data_root: str | No
 
 def run_local(jobs: Sequence[Job], runs_dir: str, device: str = "auto",
               data_root: str | None = None) -> Iterator[Outcome]:
-    """Train ``jobs`` one after another in this process (one store: see :func:`train_job`)."""
+    """Train ``jobs`` one after another in this process (one job per cohort: :func:`cohort_leads`)."""
+    leads = cohort_leads(jobs)
     store = RunStore(runs_dir)
+    for lead, members in leads.items():
+        yield from with_members(train_job(lead, runs_dir, device, data_root), members, store)
+
+
+def cohort_leads(jobs: Sequence[Job]) -> dict[Job, list[Job]]:
+    """The first job of each cohort (:attr:`harness.settings.Recipe.cohort`), with the other jobs of its cohort.
+
+    Training a lead trains its whole cohort (:meth:`harness.store.RunStore.get_or_train`), so the
+    other jobs are filled by it; a setting trained seed by seed is its own cohort of one.
+    """
+    leads: dict[Job, list[Job]] = {}
+    first: dict[tuple[str, int], Job] = {}
     for job in jobs:
-        yield train_job(job, runs_dir, device, data_root, store=store)
+        key = (job.setting.cache_key(), cohort_seeds(job.seed, job.setting.recipe.cohort)[0])
+        if key in first:
+            leads[first[key]].append(job)
+        else:
+            first[key] = job
+            leads[job] = []
+    return leads
+
+
+def with_members(lead: Outcome, members: list[Job], store: RunStore) -> Iterator[Outcome]:
+    """``lead``'s outcome, then one per member of its cohort: trained or cached with it, failed with it."""
+    yield lead
+    for job in members:
+        run = None if lead.status == "failed" else store.load(job.setting, job.seed)
+        if run is None:
+            yield Outcome(job.setting.name, job.seed, "failed", where=lead.where,
+                          error=lead.error or f"its cohort's run of seed {lead.seed} did not store seed {job.seed}")
+        else:
+            yield Outcome(job.setting.name, job.seed, lead.status, 0.0, float(run.eval_acc[-1]), lead.where)
 
 
 def _ray():
@@ -240,7 +270,7 @@ def _ray():
 def run_ray(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root: str | None = None, *,
             address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float | None = None,
             task: Callable[..., Outcome] = train_job) -> Iterator[Outcome]:
-    """Train ``jobs`` as Ray tasks, one per run, yielding outcomes as they finish.
+    """Train ``jobs`` as Ray tasks, one per run (per cohort: :func:`cohort_leads`), yielding outcomes as they finish.
 
     Connects to the cluster at ``address`` (``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``; else
     ``RAY_ADDRESS``) with its auth token where one is found (harness.raycluster.connect, which raises
@@ -261,14 +291,16 @@ def run_ray(jobs: Sequence[Job], runs_dir: str, device: str = "auto", data_root:
         threads = torch.get_num_threads()
         cpus = float(threads) if cpus_per_run is None else cpus_per_run
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_RETRIES)(task)
-        pending = {remote.remote(job, runs_dir, device, data_root, threads): job for job in jobs}
+        leads, store = cohort_leads(jobs), RunStore(runs_dir)
+        pending = {remote.remote(job, runs_dir, device, data_root, threads): job for job in leads}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
             try:
-                yield ray.get(done[0])
+                outcome = ray.get(done[0])
             except Exception as err:  # the task died more often than it may be retried
-                yield Outcome(job.setting.name, job.seed, "failed", where="ray", error=f"{type(err).__name__}: {err}")
+                outcome = Outcome(job.setting.name, job.seed, "failed", where="ray", error=f"{type(err).__name__}: {err}")
+            yield from with_members(outcome, leads[job], store)
     finally:
         if started:
             ray.shutdown()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from harness import data as data_lib
 from harness.data import Data
 from harness.models import build
-from harness.settings import Setting
+from harness.settings import Recipe, Setting
 from harness.validation import check_int
 from harness.weightspace import weight_vector
 
@@ -175,15 +175,10 @@ def train(
         train_loss, train_acc = [], []
         eval_seconds = time.perf_counter() - t_start
         n = len(data.train)
-        batch_sizes = torch.tensor([min(recipe.batch_size, n - s) for s in range(0, n, recipe.batch_size)],
-                                   dtype=torch.float64, device=device)
-        window_steps = () if recipe.window is None else recipe.window.steps(len(batch_sizes))
+        batch_sizes, window_steps = epoch_steps(recipe, n, device)
         window = []
         for epoch in range(1, recipe.epochs + 1):
-            # ---- learning-rate schedule: halve every `lr_halving_every` epochs (official) ----
-            for group in optimizer.param_groups:
-                group["lr"] = recipe.lr_at(epoch)
-            snapshot_steps = window_steps if epoch in recipe.window_epochs else ()
+            snapshot_steps = start_epoch(optimizer, recipe, epoch, window_steps)
 
             # ---- one epoch over a fresh permutation; the data already lives on the device ----
             model.train()
@@ -239,6 +234,23 @@ def train(
         progress(f"{setting.name} seed={seed}: {recipe.epochs} epochs in {total:.1f}s on {device}, "
                  f"test acc {run.eval_acc[-1].item():.3f}")
     return run
+
+
+def epoch_steps(recipe: Recipe, n: int, device: torch.device) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """An epoch's batch sizes over ``n`` training examples, shape (steps,) float64 on ``device`` (they
+    weight the epoch's mean loss), and the steps (1-based) that take the recipe's window snapshots."""
+    batch_sizes = torch.tensor([min(recipe.batch_size, n - s) for s in range(0, n, recipe.batch_size)],
+                               dtype=torch.float64, device=device)
+    return batch_sizes, (() if recipe.window is None else recipe.window.steps(len(batch_sizes)))
+
+
+def start_epoch(optimizer: torch.optim.Optimizer, recipe: Recipe, epoch: int,
+                window_steps: tuple[int, ...]) -> tuple[int, ...]:
+    """Set ``epoch``'s learning rate (halved every ``lr_halving_every`` epochs, official) and return
+    the steps of this epoch that take window snapshots (none outside the window's epochs)."""
+    for group in optimizer.param_groups:
+        group["lr"] = recipe.lr_at(epoch)
+    return window_steps if epoch in recipe.window_epochs else ()
 
 
 def final_probs(runs: Sequence[Run]) -> torch.Tensor:

@@ -21,7 +21,7 @@ def test_the_example_setting_runs_the_claims_and_p3_skips_saying_why(pytester, m
     result.stdout.fnmatch_lines([
         "ensemble-claims: settings modules examples.my_settings",
         "ensemble-claims: only settings my-digits-rescnn",
-        "[[]train[]] my-digits-rescnn: 5 runs to train, *",
+        "[[]train[]] my-digits-rescnn: 5 runs to train now, *",
         "[[]train[]] my-digits-rescnn seed=0: 16 epochs in *s on cpu, test acc 0.*",
         "*claim verdicts*",
     ])

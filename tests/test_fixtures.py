@@ -161,10 +161,11 @@ def test_trained_runs_trains_once_prints_progress_and_reports(session, pytester,
     first.assert_outcomes(passed=1, deselected=14)
     first.stdout.fnmatch_lines(["ensemble-claims: device=cpu (auto; no CUDA), seeds=4 from 3, torch *",
                                 "ensemble-claims: runs-dir=*runs, data-root=*",
-                                "[[]train[]] digits-mlp: 4 runs to train, ~1.0 MB each*",
-                                "[[]train[]] in all ~4.0 MB in *runs (more if a decision grows its seeds)",
-                                "[[]train[]] digits-mlp seed=3: 16 epochs in *s on cpu, test acc 0.*",
-                                "[[]train[]] digits-mlp seed=6: *",
+                                "[[]train[]] digits-mlp: 4 runs to train now, ~* MB*",
+                                "[[]train[]] in all ~* MB now in *runs*",
+                                # seeds 3-6 lie in the cohorts of five 0-4 and 5-9 (harness.cohort)
+                                "[[]train[]] digits-mlp seeds 0-4: 16 epochs in *s on cpu as one cohort (vmap), test acc 0.*",
+                                "[[]train[]] digits-mlp seeds 5-9: *",
                                 "*claim verdicts*", "Z1 *digits-mlp*runs: 4 [[]4, 12[]] >= 2*reproduces*4*passed"])
     results = json.loads((report / "results.json").read_text())
     (record,) = results["claims"]
