@@ -255,9 +255,11 @@ def test_every_address_form_runs_the_sweeps_tasks_on_the_cluster(cluster, driver
         driver_env.setenv("RAY_ADDRESS", cluster.gcs)
     # Tasks defined in this test module travel by value: workers need not import it.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    outcomes = list(run_ray([Job(DIGITS, 0), Job(DIGITS, 1)], str(tmp_path), address=address, cpus_per_run=1,
+    # Seeds of two cohorts (harness.cohort): one task each (a cohort's other seeds would be read from the store).
+    seeds = [0, DIGITS.recipe.cohort]
+    outcomes = list(run_ray([Job(DIGITS, s) for s in seeds], str(tmp_path), address=address, cpus_per_run=1,
                             task=reports_where))
-    assert sorted(o.seed for o in outcomes) == [0, 1] and all(o.status == "trained" for o in outcomes)
+    assert sorted(o.seed for o in outcomes) == seeds and all(o.status == "trained" for o in outcomes)
     assert all(f"(pid {os.getpid()})" not in o.where for o in outcomes)  # they ran in the cluster's workers
     assert not ray.is_initialized()  # run_ray disconnected
 
