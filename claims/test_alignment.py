@@ -60,9 +60,10 @@ N_POINTS = 6
 DRY_RUN_POINTS = 3
 # Ranges of the statistics (not thresholds): differences of cosines, of barriers (nats), of disagreements.
 COSINE_DIFFERENCE = (-2.0, 2.0)
-# The negative control's copy k > 0 is permuted by the k-th draw of a generator with this seed.
-COPIES_PERMUTATION_SEED = 0
 DISAGREEMENT_DIFFERENCE = (-2.0, 1.0)
+# Not a threshold: the negative control's copy k > 0 is permuted by the k-th draw of a generator with
+# this seed (the seed the control always used, now named so that its cached pairs can be keyed by it).
+COPIES_PERMUTATION_SEED = 0
 
 
 # Bump when a pair's statistics change (weight matching, permute, the interpolation or its
