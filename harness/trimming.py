@@ -49,6 +49,9 @@ EPSILON = 0.01
 N_BOOT = 100
 # α̂ when no grid level brings the distance below δ: "at least 0.5" (the authors' convention).
 UNTRIMMABLE = 0.5
+# alpha_hat tries the grid's levels in blocks ending before these indices (a speed choice: the
+# result is that of the whole grid).
+_LEVEL_BLOCKS = (1, 4)
 
 
 def _sample(values: object, name: str) -> np.ndarray:
@@ -72,17 +75,27 @@ def _alphas(alpha: object) -> np.ndarray:
     return array
 
 
-def _reference_cdf(reference: np.ndarray, interpolate: bool):
-    """``(F₀(t), F₀(t-))`` as a function of an array of points t."""
-    ref = np.sort(reference)
-    n = ref.size
+def _distinct(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A sample's distinct values, increasing, and how many outputs hold each (int64)."""
+    return np.unique(sample, return_counts=True)
+
+
+def _reference_cdf(knots: np.ndarray, counts: np.ndarray, interpolate: bool):
+    """``(F₀(t), F₀(t-))`` as a function of an array of points t.
+
+    The reference is given as its distinct values ``knots`` (increasing) and their multiplicities
+    ``counts``: F₀ jumps by ``counts[i] / n`` at ``knots[i]``. The counts are integers (held exactly
+    in float64 as well), so F₀ is a count of outputs divided by n, whatever produced the counts.
+    """
+    cumulative = np.cumsum(counts)
+    n = cumulative[-1]
+    heights = cumulative / n
     if not interpolate:
-        return lambda t: (np.searchsorted(ref, t, "right") / n, np.searchsorted(ref, t, "left") / n)
+        steps = np.append(0.0, heights)  # steps[i] = F₀ just above the i-th knot from the bottom, steps[0] = 0
+        return lambda t: (steps[np.searchsorted(knots, t, "right")], steps[np.searchsorted(knots, t, "left")])
+
     # The authors' ECDF: linear between the distinct reference values, each at its ECDF value;
     # 0 below the smallest, 1 above the largest (a jump at the smallest: F₀(min-) = 0).
-    knots, counts = np.unique(ref, return_counts=True)
-    heights = np.cumsum(counts) / n
-
     def cdf(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         value = np.interp(t, knots, heights, left=0.0, right=1.0)
         return value, np.where(t <= knots[0], 0.0, value)
@@ -90,16 +103,19 @@ def _reference_cdf(reference: np.ndarray, interpolate: bool):
     return cdf
 
 
-def _trimmed_distances(candidate: np.ndarray, cdf, alphas: np.ndarray) -> np.ndarray:
-    """d_K(R_α(G), F₀) for each α of ``alphas`` (A,) and one candidate sample; shape (A,)."""
-    values, counts = np.unique(candidate, return_counts=True)
-    k = values.size
-    right, left = cdf(values)
+def _trimmed_distances(counts: np.ndarray, right: np.ndarray, left: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """d_K(R_α(G), F₀) for each α of ``alphas`` (A,); shape (A,).
+
+    The candidate is given by the multiplicities ``counts`` (k,) of its distinct values v_1 < ... < v_k,
+    the reference by ``(right, left) = (F₀(v_i), F₀(v_i-))`` (k,) each. Each level's distance is
+    computed from its own row of (A, k) arrays: any subset of levels gives bitwise the same values.
+    """
+    k = counts.size
     lower = right  # L_i = F₀(v_i), i = 1..k
     upper = np.append(left[1:], 1.0)  # U_i = F₀(v_{i+1}-), U_k = 1
     start = left[0]  # U_0 = F₀(v_1-): below the candidate's smallest value the trimming is 0
     # C(0, i) = (p_1 + ... + p_i) / (1 - α), shape (A, k): one cumulative sum scaled per level.
-    prefix = np.outer(1.0 / (1.0 - alphas), np.cumsum(counts) / candidate.size)
+    prefix = np.outer(1.0 / (1.0 - alphas), np.cumsum(counts) / counts.sum())
     total = prefix[:, -1:]
     # Fixed ends: H_0 = 0 (D >= U_0 and U_j - C(0, j)), H_k = 1 (D >= 1 - L_k and 1 - L_i - C(i, k)).
     candidates = [np.full(alphas.size, start), np.full(alphas.size, 1.0 - lower[-1])]
@@ -142,12 +158,16 @@ def trimmed_kolmogorov_distance(candidate: object, reference: object, alpha: flo
         An empty sample, NaN or infinite outputs, or ``alpha`` outside [0, 1).
     """
     alphas = _alphas(alpha)
-    cdf = _reference_cdf(_sample(reference, "reference"), interpolate)
+    cdf = _reference_cdf(*_distinct(_sample(reference, "reference")), interpolate)
     batch = np.asarray(candidate.detach().cpu() if isinstance(candidate, torch.Tensor) else candidate)
     samples = batch if batch.ndim == 2 else batch[None]
     if samples.ndim != 2:
         raise ValueError(f"candidate must have shape (m,) or (B, m); got {batch.shape}")
-    out = np.stack([_trimmed_distances(_sample(row, "candidate"), cdf, alphas) for row in samples])
+    out = []
+    for row in samples:
+        values, counts = _distinct(_sample(row, "candidate"))
+        out.append(_trimmed_distances(counts, *cdf(values), alphas))
+    out = np.stack(out)
     if batch.ndim == 1:
         out = out[0]
         return float(out[0]) if np.ndim(alpha) == 0 else out
@@ -181,10 +201,10 @@ def closest_trimming(candidate: object, reference: object, alpha: float, *,
     if np.ndim(alpha) != 0:
         raise ValueError(f"alpha={alpha!r} is invalid: expected one float in [0, 1)")
     level = float(_alphas(alpha)[0])
-    cdf = _reference_cdf(_sample(reference, "reference"), interpolate)
+    cdf = _reference_cdf(*_distinct(_sample(reference, "reference")), interpolate)
+    values, counts = _distinct(cand)
     # Slack for rounding: the optimum makes some bounds meet exactly.
-    distance = float(_trimmed_distances(cand, cdf, np.array([level]))[0]) + 1e-12
-    values, counts = np.unique(cand, return_counts=True)
+    distance = float(_trimmed_distances(counts, *cdf(values), np.array([level]))[0]) + 1e-12
     right, left = cdf(values)
     upper = np.append(left[1:], 1.0)
     prefix = np.cumsum(counts / cand.size / (1.0 - level))  # C(0, i), i = 1..k
@@ -250,14 +270,41 @@ def alpha_hat(candidate: object, reference: object, *, grid: Sequence[float] = A
     if half < 1:
         raise ValueError(f"candidate has {cand.size} example(s): the bootstrap halves need at least 2")
     delta = noise_level(half, epsilon)
+    # Each bootstrap's two samples as multiplicities of the outputs' distinct values, sorted once
+    # here: a bootstrap then counts (np.bincount) instead of sorting, and its ECDFs are bitwise
+    # those of np.unique on the drawn samples (the same integer counts over the same n).
+    cand_values, cand_of = np.unique(cand, return_inverse=True)
+    ref_values, ref_of = np.unique(ref, return_inverse=True)
+    ref_of, example_of = ref_of.ravel(), np.tile(np.arange(cand.size), len(ref))
+    # F₀ at the candidate's values, as positions among all the reference's distinct values: a
+    # bootstrap's step ECDF is then its cumulative counts read at these positions.
+    right_at, left_at = np.searchsorted(ref_values, cand_values, "right"), np.searchsorted(ref_values, cand_values, "left")
+    n_ref = len(ref) * half
+    # Most bootstraps of a seed against its peers stop at the first level or two: the levels are
+    # tried in growing blocks, and a block's distances equal those of the whole grid.
+    blocks = [slice(start, stop) for start, stop in zip((0, *_LEVEL_BLOCKS), (*_LEVEL_BLOCKS, levels.size))
+              if start < levels.size]
     rng = np.random.default_rng(seed)
     per_boot = np.empty(n_boot)
     for b in range(n_boot):
         idx = rng.integers(0, cand.size, size=2 * half)
-        distances = trimmed_kolmogorov_distance(cand[idx[:half]], ref[:, idx[half:]].ravel(), levels,
-                                                interpolate=interpolate)
-        below = np.flatnonzero(distances <= delta)
-        per_boot[b] = levels[below[0]] if below.size else UNTRIMMABLE
+        counts = np.bincount(cand_of[idx[:half]], minlength=cand_values.size)
+        drawn = np.bincount(idx[half:], minlength=cand.size)  # (N,): times each example is in the second half
+        ref_counts = np.bincount(ref_of, weights=drawn[example_of], minlength=ref_values.size)
+        held = counts > 0
+        counts = counts[held]
+        if interpolate:
+            ref_held = ref_counts > 0
+            bounds = _reference_cdf(ref_values[ref_held], ref_counts[ref_held], True)(cand_values[held])
+        else:
+            steps = np.append(0.0, np.cumsum(ref_counts)) / n_ref
+            bounds = steps[right_at[held]], steps[left_at[held]]
+        per_boot[b] = UNTRIMMABLE
+        for block in blocks:  # the smallest level within delta, in blocks of levels from the bottom
+            below = np.flatnonzero(_trimmed_distances(counts, *bounds, levels[block]) <= delta)
+            if below.size:
+                per_boot[b] = levels[block][below[0]]
+                break
     return float(per_boot.mean()), per_boot
 
 

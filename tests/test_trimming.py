@@ -147,6 +147,37 @@ def test_alpha_hat_is_0_for_one_distribution_and_grows_with_contamination():
     assert first == again and np.array_equal(first_boot, again_boot)  # a function of the outputs and the seed
 
 
+def bootstrap_alpha_hat(candidate: np.ndarray, reference: np.ndarray, n_boot: int, seed: int,
+                        interpolate: bool) -> np.ndarray:
+    """α̂_b as alpha_hat's docstring defines it: the drawn halves as samples, every grid level's distance."""
+    half = candidate.size // 2
+    delta = noise_level(half)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, candidate.size, size=2 * half)
+        distances = trimmed_kolmogorov_distance(candidate[idx[:half]], reference[:, idx[half:]].ravel(), ALPHA_GRID,
+                                                interpolate=interpolate)
+        below = np.flatnonzero(distances <= delta)
+        out.append(ALPHA_GRID[below[0]] if below.size else UNTRIMMABLE)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("interpolate", [False, True], ids=["step", "interpolated"])
+@pytest.mark.parametrize("case", range(8))
+def test_alpha_hat_is_bitwise_the_bootstrap_of_its_definition(case, interpolate):
+    # alpha_hat counts multiplicities of pre-sorted outputs and tries the levels in blocks; the
+    # definition sorts each drawn sample and scans the whole grid. Rounded outputs make ties.
+    rng = np.random.default_rng(case)
+    n, n_ref = int(rng.integers(2, 600)), int(rng.integers(1, 5))
+    candidate = rng.normal(0.3 * (case % 4), 1.0, n)
+    reference = rng.normal(0.0, 1.0, (n_ref, n))
+    if case % 2:
+        candidate, reference = np.round(candidate, 1), np.round(reference, 1)
+    _, per_boot = alpha_hat(candidate, reference, n_boot=30, seed=case, interpolate=interpolate)
+    np.testing.assert_array_equal(per_boot, bootstrap_alpha_hat(candidate, reference, 30, case, interpolate))
+
+
 def test_scalar_output_is_the_logit_gap_for_two_classes_and_the_margin_for_more():
     two = torch.tensor([[1.0, 3.0], [2.0, -1.0]])
     assert scalar_output(two).tolist() == [2.0, -3.0]
