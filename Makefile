@@ -28,16 +28,19 @@ $(RAY_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	touch $@
 
-# The default suite (pyproject.toml's addopts: not gpu, not slow, not integration), then the
+# The default suite (pyproject.toml's addopts: not gpu, not slow, not integration) and the
 # integration tests (subprocess CLIs and pytest sessions, Ray clusters, concurrent workers; those
-# that are also slow or gpu stay out), then the gpu tier's dry run on the CPU (every gpu setting
-# shrunk, same code paths, nothing judged; the cifar10 settings on a fake CIFAR-10 folder).
+# that are also slow or gpu stay out) in one session, then the gpu tier's dry run on the CPU (every
+# gpu setting shrunk, same code paths, nothing judged; the cifar10 settings on a fake CIFAR-10
+# folder). Both on TEST_WORKERS pytest-xdist workers, each with an equal share of the cores'
+# torch threads (fixtures/options.py): on 2 cores two 1-thread workers do ~1.7x the work of one
+# 2-thread process. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 DRY_RUN_DATA := build/fake-cifar
 test: $(RAY_STAMP)
-	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -m "integration and not slow and not gpu"
+	$(BIN)/python -m pytest -m "not gpu and not slow" -n $(TEST_WORKERS)
 	$(BIN)/python tests/fake_cifar.py $(DRY_RUN_DATA) --per-batch 500
-	$(BIN)/python -m pytest claims/ -m gpu --dry-run --device cpu --data-root=$(DRY_RUN_DATA) -p no:cacheprovider
+	$(BIN)/python -m pytest claims/ -m gpu --dry-run --device cpu --data-root=$(DRY_RUN_DATA) -p no:cacheprovider -n $(TEST_WORKERS)
 
 claims: $(STAMP)
 	@mkdir -p $(REPORT_DIR)

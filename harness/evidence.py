@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import scipy.stats
 
 from harness.stats import (
     ROUNDING,
@@ -212,6 +211,7 @@ def fraction_criterion(name: str, successes: np.ndarray, trials: np.ndarray, thr
     fractions = successes / trials
     lower, upper = mean_interval(fractions, level)
     x, n = int(successes.sum()), int(trials.sum())
+    import scipy.stats  # here, not at the top: see harness.validation on the reports' start-up
     exact_lower = 0.0 if x == 0 else float(scipy.stats.beta.ppf(1 - level, x, n - x + 1))
     exact_upper = 1.0 if x == n else float(scipy.stats.beta.ppf(level, x + 1, n - x))
     return _criterion(name, fractions.mean(), (min(lower, exact_lower), max(upper, exact_upper)), threshold,

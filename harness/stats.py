@@ -14,7 +14,6 @@ import itertools
 from collections.abc import Callable
 
 import numpy as np
-import scipy.stats
 
 from harness.validation import check_int
 
@@ -257,6 +256,7 @@ def spearman_trend(series: np.ndarray) -> float:
         raise ValueError(f"a trend needs a 1-D series of at least 3 points; got shape {values.shape}")
     if np.ptp(values) == 0:
         raise ValueError("a constant series has no rank trend")
+    import scipy.stats  # here, not at the top: see harness.validation on the reports' start-up
     return float(scipy.stats.spearmanr(np.arange(len(values)), values).statistic)
 
 
@@ -324,5 +324,6 @@ def subset_mean_interval(values: np.ndarray, subsets: np.ndarray, n_seeds: int,
     se = float(np.sqrt((n_seeds - 1) / n_seeds * ((pseudo - pseudo.mean()) ** 2).sum()))
     if negligible(se, estimate):
         return estimate, (estimate, estimate)
+    import scipy.stats  # here, not at the top: see harness.validation on the reports' start-up
     half = float(scipy.stats.t.ppf(level, n_seeds - 1)) * se
     return estimate, (estimate - half, estimate + half)

@@ -23,8 +23,12 @@ ValueError: n_points=1 is invalid: expected an int >= 2
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "PROB_TOLERANCE",
@@ -37,6 +41,9 @@ __all__ = [
     "check_probs",
     "check_shape",
 ]
+
+# torch is imported by the functions that check tensors, not here: the reports' command lines
+# (reports.compare, reports.render) reach this module for check_int alone and start without it.
 
 # Rows of a probability matrix may miss 1 by this much: float32 softmax outputs of 1,000 classes
 # are off by well under 1e-4, while logits or unnormalised scores are off by far more.
@@ -73,6 +80,8 @@ def check_int(name: str, value: object, low: int) -> int:
 
 def as_tensor(x: object, name: str) -> torch.Tensor:
     """A tensor view of a torch tensor or numpy array of real numbers (no copy where possible)."""
+    import torch
+
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
             raise ValueError(f"{name} must hold real numbers; got a numpy array of dtype {x.dtype}")
@@ -96,6 +105,8 @@ def check_shape(t: torch.Tensor, name: str, expected: str, ndims: tuple[int, ...
 
 def check_finite(t: torch.Tensor, name: str) -> None:
     """ValueError counting the NaN and infinite entries of a floating-point ``t``, if any."""
+    import torch
+
     if t.is_floating_point() and not torch.isfinite(t).all():
         bad = (~torch.isfinite(t)).sum().item()
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite numbers")
@@ -103,6 +114,8 @@ def check_finite(t: torch.Tensor, name: str) -> None:
 
 def check_probs(t: torch.Tensor, name: str) -> None:
     """Finite, non-negative, rows (last axis) summing to 1 within PROB_TOLERANCE."""
+    import torch
+
     if t.dtype == torch.bool:
         raise ValueError(f"{name} must be probabilities (floats); got dtype bool")
     # Two passes over the data (row sums, minimum): NaN and inf propagate into the row sums, so
@@ -122,6 +135,8 @@ def check_probs(t: torch.Tensor, name: str) -> None:
 
 def check_labels(t: torch.Tensor, name: str, num_classes: int | None) -> None:
     """ValueError unless ``t`` holds integer class labels in [0, num_classes) ([0, C) when None)."""
+    import torch
+
     if t.is_floating_point() or t.dtype == torch.bool:
         raise ValueError(f"{name} must be integer class labels; got dtype {t.dtype}")
     low, high = t.min().item(), t.max().item()

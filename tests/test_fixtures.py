@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.options import _seed_count, _seed_offset
+from fixtures.options import _seed_count, _seed_offset, worker_threads
 from fixtures.runs import setting_params
 from harness import settings
 
@@ -88,6 +88,27 @@ def session(pytester, tmp_path, monkeypatch):
     # Plugins the sessions do not need are left out: each costs import time in every subprocess.
     quiet = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:xdist")
     return lambda *args: pytester.runpytest_subprocess(*quiet, f"--runs-dir={runs}", *args)
+
+
+@pytest.mark.parametrize("workers, cores, threads", [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (3, 16, 5)])
+def test_each_xdist_worker_gets_an_equal_share_of_the_cores(workers, cores, threads):
+    assert worker_threads(workers, cores) == threads
+
+
+@pytest.mark.integration
+def test_xdist_workers_share_the_cores_and_hand_the_share_to_subprocesses(session, pytester, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pytester.makepyfile(test_t=(
+        "import os, subprocess, sys, torch\n"
+        "from fixtures.options import worker_threads\n"
+        "def test_threads():\n"
+        "    share = worker_threads(2, len(os.sched_getaffinity(0)))\n"
+        "    assert torch.get_num_threads() == share and os.environ['OMP_NUM_THREADS'] == str(share)\n"
+        "    child = subprocess.run([sys.executable, '-c', 'import torch; print(torch.get_num_threads())'],\n"
+        "                           capture_output=True, text=True, check=True)\n"
+        "    assert int(child.stdout) == share\n"))
+    # The session fixture leaves xdist out; this one loads it again (-p xdist after -p no:xdist).
+    session("-p", "xdist", "-n", "2").assert_outcomes(passed=1)
 
 
 @pytest.mark.integration
