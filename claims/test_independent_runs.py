@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.figures import function_space_figure
+from fixtures.figures import function_space_figure, stored_tsne
 from fixtures.runs import copies_of_one_run, setting_params
 from harness.catalog import (
     CATALOG,
@@ -67,6 +67,7 @@ from harness.evidence import (
 from harness.sequential import rivals
 from harness.stats import CONFIDENCE, pairwise_mean, resampled_mean, resampled_pairwise_mean
 from harness.symmetry import has_permutation_spec, permutation_spec, permute, random_permutation
+from harness.store import RunStore
 from harness.training import Run, final_probs, model_at, seeds_of
 from harness import figspec
 
@@ -216,9 +217,9 @@ def i1_with_null(runs: list[Run], setting: str, level: float) -> Evidence:
     return evidence
 
 
-def f1_with_figure(runs: list[Run], setting: str, level: float) -> Evidence:
+def f1_with_figure(runs: list[Run], setting: str, level: float, run_store: RunStore) -> Evidence:
     evidence = f1_evidence(runs, setting, level)
-    evidence.details[figspec.FIGURES_KEY] = [function_space_figure(runs)]
+    evidence.details[figspec.FIGURES_KEY] = [function_space_figure(runs, embed=stored_tsne(run_store, setting, runs))]
     return evidence
 
 
@@ -242,8 +243,8 @@ def test_i3_error_sets_depend_on_the_initialisation(setting, decide_claim):
 
 @pytest.mark.claim(id="F1")
 @pytest.mark.parametrize("setting", setting_params())
-def test_f1_trajectories_end_in_different_regions(setting, decide_claim):
-    decide_claim(setting, lambda runs, level: f1_with_figure(runs, setting, level))
+def test_f1_trajectories_end_in_different_regions(setting, decide_claim, run_store):
+    decide_claim(setting, lambda runs, level: f1_with_figure(runs, setting, level, run_store))
 
 
 @pytest.mark.parametrize("claim", list(DECISIONS))

@@ -43,7 +43,7 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.figures import function_space_figure
+from fixtures.figures import function_space_figure, stored_tsne
 from fixtures.runs import setting_params
 from fixtures.samples import FAR_SCALES, N_FAR_SAMPLES, n_samples
 from harness.catalog import CATALOG, S1_OWN_MODE_FRACTION_MIN, S2_ACCURACY_BAND, S2_DIVERSITY_RATIO_MAX
@@ -53,6 +53,7 @@ from harness.evidence import REFUTED, Evidence, bootstrap_criterion, fraction_cr
 from harness.sequential import rivals
 from harness.stats import CONFIDENCE, pairwise_mean, resampled_pairwise_mean
 from harness.subspace import ENSEMBLE_SAMPLES, ENSEMBLE_SCALES, PLANE_SAMPLES, PLANE_SCALES, Scales
+from harness.store import RunStore
 from harness.training import Run, final_probs, seeds_of
 from harness import figspec
 
@@ -192,20 +193,21 @@ def plane_figure(points: dict[str, tuple[np.ndarray, np.ndarray]], acc_ind: np.n
 
 
 def s1_with_figure(setting: str, runs: list[Run], level: float, sample_predictions,
-                   weight_average_predictions) -> Evidence:
+                   weight_average_predictions, run_store: RunStore) -> Evidence:
     probs = sample_predictions(setting, runs, ENSEMBLE_SCALES, n_samples(setting, ENSEMBLE_SAMPLES))
     evidence = s1_evidence(runs, setting, probs, level)
     evidence.details["weight_average_closest_to_own"] = weight_average_closest_to_own(
         runs, weight_average_predictions(setting, runs))
-    evidence.details[figspec.FIGURES_KEY] = [function_space_figure(runs, probs)]
+    evidence.details[figspec.FIGURES_KEY] = [function_space_figure(runs, probs, stored_tsne(run_store, setting, runs))]
     return evidence
 
 
 @pytest.mark.claim(id="S1")
 @pytest.mark.parametrize("setting", setting_params())
-def test_s1_subspace_samples_stay_in_their_mode(setting, decide_claim, sample_predictions, weight_average_predictions):
+def test_s1_subspace_samples_stay_in_their_mode(setting, decide_claim, sample_predictions, weight_average_predictions,
+                                               run_store):
     decide_claim(setting, lambda runs, level: s1_with_figure(setting, runs, level, sample_predictions,
-                                                             weight_average_predictions))
+                                                             weight_average_predictions, run_store))
 
 
 @pytest.mark.claim(id="S2")

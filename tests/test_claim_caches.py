@@ -1,5 +1,6 @@
 """Tests of the claims' caches in the run store: P3's pair statistics, A3's per-seed calibrations
-(claims/test_alignment.py, claims/test_seed_variability.py) and fixtures.derived_cache.
+(claims/test_alignment.py, claims/test_seed_variability.py), the function-space figures' t-SNE
+(fixtures/figures.py) and fixtures.derived_cache.
 
 The runs are built here, not trained: randomly initialised digits-mlp networks (P3 evaluates them
 on the real digits split), and logits made over- or underconfident on purpose (A3). A second call
@@ -19,6 +20,7 @@ import torch
 
 import claims.test_alignment as alignment
 import claims.test_seed_variability as variability
+import fixtures.figures as figures
 from fixtures.derived_cache import across_runs_params, cached_across_runs, run_fingerprint
 from harness import data as data_lib
 from harness import settings
@@ -126,6 +128,24 @@ def test_a_result_of_a_changed_run_is_computed_again(store):
     retrained = dataclasses.replace(runs[2], seed=runs[1].seed)
     other = cached_across_runs(store, SETTING, [runs[0], retrained], "pair", {}, compute)
     assert (first["value"].item(), again["value"].item(), other["value"].item()) == (1.0, 1.0, 2.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The function-space figures' t-SNE
+
+
+def test_a_figures_embedding_is_computed_once_and_read_back_bitwise(store, monkeypatch):
+    runs = [dataclasses.replace(r, eval_probs=torch.softmax(torch.randn(4, 6, N_CLASSES, generator=g), -1))
+            for r, g in zip(runs_of(random_models(3)), (torch.Generator().manual_seed(s) for s in range(3)))]
+    embed = figures.stored_tsne(store, SETTING, runs)
+    first = figures.function_space_figure(runs, embed=embed)
+    assert first == figures.function_space_figure(runs)  # the stored embedding is joint_tsne's
+
+    monkeypatch.setattr(figures, "joint_tsne", never)
+    assert figures.function_space_figure(runs, embed=embed) == first
+    moved = [dataclasses.replace(runs[0], eval_probs=runs[0].eval_probs.flip(0)), *runs[1:]]
+    with pytest.raises(AssertionError, match="computed again"):  # other points are another embedding
+        figures.function_space_figure(moved, embed=figures.stored_tsne(store, SETTING, moved))
 
 
 # ----------------------------------------------------------------------------------------------
