@@ -327,9 +327,25 @@ class Evidence:
 
     def to_dict(self) -> dict:
         """JSON-able record (reports/SCHEMA.md): the fields, ``outcome`` and ``n_seeds``, and each
-        criterion's ``outcome``."""
+        criterion's ``outcome``; of plain Python values only (:func:`plain`)."""
         out = asdict(self)
         out["outcome"], out["n_seeds"] = self.outcome, self.n_seeds
         for c, d in zip(self.criteria, out["criteria"]):
             d["outcome"] = c.outcome
-        return out
+        return plain(out)
+
+
+def plain(value: object) -> object:
+    """``value`` with numpy scalars and arrays (anything with ``tolist``) in place of Python numbers
+    and lists, inside dicts, lists and tuples (kept as such).
+
+    A test's evidence travels to pytest-xdist's controller as a user property, and execnet, which
+    carries it, refuses numpy types (a claim's details hold numpy floats).
+    """
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    return value

@@ -112,6 +112,20 @@ def test_evidence_explain_and_record():
     assert record["criteria"][0]["ci"] == (0.6, 0.9) and record["criteria"][0]["level"] == 0.95
 
 
+def test_evidence_records_hold_plain_python_values():
+    # pytest-xdist's execnet carries the record to the controller and refuses numpy types.
+    details = {"mean": np.float64(0.5), "per_seed": np.arange(3), "nested": [(np.int64(2), {"x": np.float32(1.5)})]}
+    record = Evidence("T0", "s", "src", (crit((0.6, 0.9)),), seeds=(0, 1, 2, 3), details=details).to_dict()
+    assert record["details"] == {"mean": 0.5, "per_seed": [0, 1, 2], "nested": [(2, {"x": 1.5})]}
+
+    def leaves(value):
+        if isinstance(value, dict):
+            return [leaf for item in value.values() for leaf in leaves(item)]
+        return [leaf for item in value for leaf in leaves(item)] if isinstance(value, (list, tuple)) else [value]
+
+    assert all(type(leaf) in (int, float, str, bool, type(None)) for leaf in leaves(record))
+
+
 def test_evidence_validation():
     with pytest.raises(ValueError, match=r"at least one criterion"):
         Evidence("T0", "s", "src", (), seeds=(0, 1))
