@@ -277,6 +277,9 @@ def connect(ray, address: str | None = None, *, flag: str = "--ray-address", **i
     try:
         ray.init(address=target.address, **init_kwargs)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
+        # A failed init can leave the process half connected (a Ray Client session that never
+        # started): every later ray.init in this process then fails on Ray's own assertions.
+        ray.shutdown()
         if target.kind == "local":
             raise
         # Ray's own errors here name neither the auth mode nor the token source, which are most

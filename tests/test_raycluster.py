@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,26 @@ def test_nothing_at_the_address_is_one_error_naming_it(driver_env, address):
     with pytest.raises(RayConnectionError, match=rf"(?s)at {address} \(from --ray-address\): nothing accepts "
                                                  rf"connections at 127.0.0.1:{port}.*fix: give the head node's address"):
         raycluster.preflight(address)
+
+
+@pytest.mark.parametrize("kind", ["client", "gcs", "local"])
+def test_a_failed_init_leaves_the_process_disconnected(kind, monkeypatch):
+    # Seen with ray://: a Ray Client server that failed to start left the driver in client mode,
+    # and every later ray.init in the process (other tests' clusters) failed.
+    calls = []
+
+    def init(**kwargs):
+        calls.append("init")
+        raise RuntimeError("Starting Ray client server failed")
+
+    fake_ray = SimpleNamespace(init=init, shutdown=lambda: calls.append("shutdown"),
+                               exceptions=SimpleNamespace(RayError=RuntimeError))
+    target = raycluster.Target(address=None if kind == "local" else "127.0.0.1:1", source="--ray-address", kind=kind)
+    monkeypatch.setattr(raycluster, "preflight", lambda address, flag: (target, "disabled", None))
+    expected = RuntimeError if kind == "local" else RayConnectionError
+    with pytest.raises(expected, match="Starting Ray client server failed"):
+        raycluster.connect(fake_ray, target.address)
+    assert calls == ["init", "shutdown"]
 
 
 def test_token_mode_without_a_token_says_where_tokens_come_from(driver_env):
