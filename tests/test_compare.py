@@ -503,3 +503,13 @@ def test_a_version_1_file_compares_as_its_upgrade_and_names_its_version():
     comparison = compare(v1, results(record("T1")))
     assert comparison.old.schema_version == 1 and comparison.new.schema_version == 3
     assert not comparison.has_regression
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("module", ["reports.compare", "reports.render", "reports.readme_table"])
+def test_the_reports_command_lines_start_without_torch_or_scipy(module):
+    # They read JSON: importing torch and scipy.stats cost them ~3 s of start-up each (and CI's
+    # subprocess tests as much per call).
+    code = f"import sys, {module}; print(sorted({{'torch', 'scipy.stats'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
