@@ -203,9 +203,9 @@ def closest_trimming(candidate: object, reference: object, alpha: float, *,
     level = float(_alphas(alpha)[0])
     cdf = _reference_cdf(*_distinct(_sample(reference, "reference")), interpolate)
     values, counts = _distinct(cand)
-    # Slack for rounding: the optimum makes some bounds meet exactly.
-    distance = float(_trimmed_distances(counts, *cdf(values), np.array([level]))[0]) + 1e-12
     right, left = cdf(values)
+    # Slack for rounding: the optimum makes some bounds meet exactly.
+    distance = float(_trimmed_distances(counts, right, left, np.array([level]))[0]) + 1e-12
     upper = np.append(left[1:], 1.0)
     prefix = np.cumsum(counts / cand.size / (1.0 - level))  # C(0, i), i = 1..k
     # A_i = max(0, max_{j >= i} (b_j - C(0, j)) + C(0, i)) with b_j = U_j - D, and b_k = 1: H_k = 1 is fixed.
